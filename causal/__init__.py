@@ -1,0 +1,57 @@
+"""udl-causal analysis: the book's causal graph fitted to a runs table with DoWhy.
+
+Imports without torch. Heavy modules (DoWhy, matplotlib) load on first use.
+
+Public names (DESIGN.md §7): ``BOOK_DAG``, ``load_runs``, ``fit_edges``,
+``mediation``, ``falsify``, ``check_signs``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from causal.errors import BaselineError, ConfigError, GraphError, SchemaError, UdlError
+from causal.graph import BOOK_DAG, CausalGraph
+from causal.schema import SCHEMA_VERSION
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported lazily so `import causal` stays light
+_LAZY = {
+    "load_runs": "causal.load",
+    "fit_edges": "causal.edges",
+    "EdgeEffects": "causal.edges",
+    "mediation": "causal.mediation",
+    "MediationResult": "causal.mediation",
+    "falsify": "causal.falsify",
+    "FalsifyResult": "causal.falsify",
+    "check_signs": "causal.stability",
+    "SignCheck": "causal.stability",
+    "simulate_linear_scm": "causal.simulate",
+}
+
+__all__ = [
+    "BOOK_DAG",
+    "CausalGraph",
+    "SCHEMA_VERSION",
+    "UdlError",
+    "SchemaError",
+    "ConfigError",
+    "GraphError",
+    "BaselineError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'causal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

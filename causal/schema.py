@@ -1,0 +1,182 @@
+"""The runs table's schema: declared once, versioned, shared by writer and readers.
+
+The generator (``runs_generator``) writes every parquet shard against
+:data:`RUNS_SCHEMA` and stores :data:`SCHEMA_VERSION` plus the column list in the
+file's key-value metadata; ``causal.load_runs`` validates against the same
+declaration. ``causal`` never imports torch, so this module is pure Python.
+
+Orientation of each column ("higher means ...") is the contract of
+``../shared/DESIGN.md`` §2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Dtype",
+    "Role",
+    "Column",
+    "RUNS_SCHEMA",
+    "COLUMNS",
+    "column",
+    "supervised_columns",
+]
+
+#: Bump the major part when a column changes meaning or type, the minor part when
+#: columns are only added. Readers accept files of the same major version.
+SCHEMA_VERSION = "1.0"
+
+
+class Dtype(str, Enum):
+    FLOAT = "float64"
+    INT = "int64"
+    STRING = "string"
+
+
+class Role(str, Enum):
+    ID = "id"  # identifies a run
+    LEVER = "lever"  # a randomized design lever (raw or oriented)
+    CONTEXT = "context"  # a randomized data condition
+    DERIVED = "derived"  # a deterministic function of other columns
+    MEDIATOR = "mediator"
+    OUTCOME = "outcome"
+    PROVENANCE = "provenance"  # versions, device, timing: never analysed
+
+
+class Scope(str, Enum):
+    ALL = "all"  # every run carries it
+    SUPERVISED = "supervised"  # supervised runs (teacher, mnist1d, ...)
+    GENERATIVE = "generative"  # generative runs only
+    OPTIONAL = "optional"  # may be absent or null
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the runs table.
+
+    Attributes
+    ----------
+    name : str
+        Column name in the parquet file and the DataFrame.
+    dtype : Dtype
+        Storage type. Integer columns hold 0/1 flags and counts.
+    role : Role
+        Lever, context, derived, mediator, outcome, id or provenance.
+    scope : Scope
+        Which runs must carry a non-null value.
+    doc : str
+        What the column means; for oriented columns, what *higher* means.
+    nullable : bool
+        Whether null/NaN is a legal value (e.g. ``deployment_risk`` on a task
+        without subgroups).
+    """
+
+    name: str
+    dtype: Dtype
+    role: Role
+    scope: Scope
+    doc: str
+    nullable: bool = False
+
+
+F, I, S = Dtype.FLOAT, Dtype.INT, Dtype.STRING
+_ALL, _SUP, _GEN, _OPT = Scope.ALL, Scope.SUPERVISED, Scope.GENERATIVE, Scope.OPTIONAL
+
+RUNS_SCHEMA: tuple[Column, ...] = (
+    # --- identity -----------------------------------------------------------------
+    Column("run_id", S, Role.ID, _ALL, "unique run id: '<sweep seed>-<run index>'"),
+    Column("seed", I, Role.ID, _ALL, "the run's own seed, derived from the sweep seed and run index"),
+    Column("sweep_seed", I, Role.ID, _ALL, "seed of the sweep that produced the run"),
+    Column("run_index", I, Role.ID, _ALL, "index of the run within its sweep"),
+    # --- raw levers (as drawn) --------------------------------------------------
+    Column("task", S, Role.LEVER, _ALL, "task family: teacher | mnist1d (| sequence | graph | generative | transfer)"),
+    Column("problem", S, Role.LEVER, _SUP, "classification | regression"),
+    Column("arch", S, Role.LEVER, _ALL, "architecture: mlp | cnn | ..."),
+    Column("width", I, Role.LEVER, _ALL, "hidden units (MLP) or channels (CNN) per hidden layer"),
+    Column("depth", I, Role.LEVER, _ALL, "number of hidden layers"),
+    Column("loss", S, Role.LEVER, _SUP, "training loss: cross_entropy | mse | l1"),
+    Column("init_scale", F, Role.LEVER, _ALL, "initial weight std as a multiple of He std"),
+    Column("lr", F, Role.LEVER, _ALL, "learning rate"),
+    Column("batch_size", I, Role.LEVER, _ALL, "minibatch size actually used (= n_train when full_batch)"),
+    Column("full_batch", I, Role.LEVER, _ALL, "1 when the batch_size lever was 'full'"),
+    Column("n_train", I, Role.CONTEXT, _ALL, "training examples per replica"),
+    Column("noise", F, Role.CONTEXT, _ALL, "label-noise fraction (classes) or noise std / signal std (regression)"),
+    Column("noise_dist", S, Role.CONTEXT, _ALL, "regression noise distribution: gaussian | laplace"),
+    Column("steps", I, Role.LEVER, _ALL, "optimizer steps per replica"),
+    Column("replicas", I, Role.LEVER, _ALL, "K: replicas per run (independent training sets and inits)"),
+    # --- oriented levers (DESIGN.md §2) -------------------------------------------
+    Column("capacity", F, Role.LEVER, _ALL, "log10(trainable parameters)"),
+    Column("inductive_bias", I, Role.LEVER, _ALL, "1 when the architecture's structure matches the data, 0 for a plain MLP"),
+    Column("loss_matched", I, Role.LEVER, _SUP, "1 when the loss is the NLL of the right output distribution"),
+    Column("init_quality", F, Role.LEVER, _ALL, "-abs(log2(init scale / He scale)); 0 is He initialization"),
+    Column("optimizer", S, Role.LEVER, _ALL, "sgd | momentum | adam"),
+    Column("log_lr", F, Role.LEVER, _ALL, "log10 learning rate"),
+    Column("log_batch", F, Role.LEVER, _ALL, "log2 batch size"),
+    Column("weight_decay", F, Role.LEVER, _ALL, "L2 weight-decay coefficient"),
+    Column("dropout", F, Role.LEVER, _ALL, "dropout probability on hidden activations"),
+    Column("label_smoothing", F, Role.LEVER, _ALL, "label-smoothing mass (classification; 0 for regression)"),
+    Column("augmentation", I, Role.LEVER, _ALL, "1 when training inputs are augmented"),
+    Column("early_stopping", I, Role.LEVER, _ALL, "1 when the checkpoint with the best validation loss is kept"),
+    Column("pretrained", I, Role.LEVER, _OPT, "1 when initialized from a model trained on a related source task", nullable=True),
+    Column("normalization", S, Role.LEVER, _ALL, "none | batch | layer"),
+    Column("normalized", I, Role.LEVER, _ALL, "1 when normalization is batch or layer"),
+    Column("residual", I, Role.LEVER, _ALL, "1 with residual connections"),
+    Column("data_quantity", F, Role.CONTEXT, _ALL, "log10(training examples)"),
+    Column("data_noise", F, Role.CONTEXT, _ALL, "label-noise fraction (classes) or noise std relative to signal std (regression)"),
+    Column("overparam", F, Role.DERIVED, _ALL, "log10(parameters / (training examples x outputs))"),
+    Column("overparameterized", I, Role.DERIVED, _ALL, "1 when overparam > 0"),
+    # --- mediators ------------------------------------------------------------------
+    Column("gradient_stability", F, Role.MEDIATOR, _SUP, "-abs(log10(|dL/da_1| / |dL/da_K|)) at init; 0 is balanced"),
+    Column("sharpness", F, Role.MEDIATOR, _SUP, "log10 top Hessian eigenvalue of the training loss at the end of training"),
+    Column("implicit_reg", F, Role.MEDIATOR, _SUP, "log10((lr/4) * mean minibatch |grad L_batch|^2), averaged over training"),
+    Column("bias_sq", F, Role.MEDIATOR, _SUP, "log10 mean over test inputs of (ensemble-mean prediction - target)^2"),
+    Column("variance", F, Role.MEDIATOR, _SUP, "log10 mean over test inputs of the variance of predictions across replicas"),
+    Column("convergence", F, Role.MEDIATOR, _SUP, "-log10(final train loss / initial train loss), capped for diverged runs"),
+    Column("diverged", I, Role.MEDIATOR, _SUP, "1 when any replica diverged (non-finite or exploding loss)"),
+    # --- outcomes -------------------------------------------------------------------
+    Column("generalization", F, Role.OUTCOME, _SUP, "test accuracy (classes) or test R^2 (regression)"),
+    Column("test_loss", F, Role.OUTCOME, _SUP, "test loss (the run's training loss function, replica mean)"),
+    Column("test_error", F, Role.OUTCOME, _SUP, "test error rate (classes) or test MSE (regression)"),
+    Column("gen_gap", F, Role.OUTCOME, _SUP, "test loss - training loss"),
+    Column("deployment_risk", F, Role.OUTCOME, _OPT, "worst-group test error - best-group test error", nullable=True),
+    Column("ece", F, Role.OUTCOME, _OPT, "expected calibration error (classification)", nullable=True),
+    Column("precision", F, Role.OUTCOME, _GEN, "k-NN manifold precision of generated samples", nullable=True),
+    Column("recall", F, Role.OUTCOME, _GEN, "k-NN manifold recall of generated samples", nullable=True),
+    Column("coverage", F, Role.OUTCOME, _GEN, "coverage of the real data by generated samples", nullable=True),
+    Column("density", F, Role.OUTCOME, _GEN, "density of generated samples in the real manifold", nullable=True),
+    # --- provenance -----------------------------------------------------------------
+    Column("engine", S, Role.PROVENANCE, _ALL, "batched | naive"),
+    Column("device", S, Role.PROVENANCE, _ALL, "torch device the run trained on"),
+    Column("wall_time_s", F, Role.PROVENANCE, _ALL, "wall time attributed to the run (its share of its batch)"),
+    Column("package_version", S, Role.PROVENANCE, _ALL, "udl-causal version"),
+    Column("torch_version", S, Role.PROVENANCE, _ALL, "torch version"),
+)
+
+COLUMNS: dict[str, Column] = {c.name: c for c in RUNS_SCHEMA}
+
+
+def column(name: str) -> Column:
+    """Return the declared :class:`Column` called ``name``.
+
+    Raises
+    ------
+    SchemaError
+        If no such column is declared.
+    """
+    from causal.errors import SchemaError
+
+    try:
+        return COLUMNS[name]
+    except KeyError:
+        raise SchemaError(
+            f"unknown column {name!r}: it is not declared in causal.schema.RUNS_SCHEMA "
+            f"(schema {SCHEMA_VERSION}); declared columns: {', '.join(COLUMNS)}"
+        ) from None
+
+
+def supervised_columns() -> list[str]:
+    """Names of the columns every supervised run must carry (non-null)."""
+    return [c.name for c in RUNS_SCHEMA if c.scope in (Scope.ALL, Scope.SUPERVISED) and not c.nullable]
