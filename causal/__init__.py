@@ -24,10 +24,16 @@ _LAZY = {
     "EdgeEffects": "causal.edges",
     "mediation": "causal.mediation",
     "MediationResult": "causal.mediation",
+    "mediation_paths": "causal.mediation",
+    "MediationTable": "causal.mediation",
+    "default_paths": "causal.mediation",
     "falsify": "causal.falsify",
     "FalsifyResult": "causal.falsify",
     "check_signs": "causal.stability",
     "SignCheck": "causal.stability",
+    "write_baseline": "causal.stability",
+    "read_baseline": "causal.stability",
+    "bootstrap_sign_stability": "causal.stability",
     "simulate_linear_scm": "causal.simulate",
 }
 

@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "runs_generator.cli",
     "causal.cli_fit",
     "causal.cli_analysis",
+    "causal.cli_report",
 )
 
 

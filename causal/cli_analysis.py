@@ -1,0 +1,159 @@
+"""``udl mediate``, ``udl falsify`` and ``udl check``: thin commands over the analyses.
+
+Registration only builds parsers; pandas, statsmodels, DoWhy and matplotlib
+load inside the handlers, so ``udl --version`` stays fast.
+
+Exit codes: 0 success; 1 ``udl check`` found a failing edge (or ``udl falsify
+--fail-on-violation`` found a violation); 2 bad input (the dispatcher prints
+the error).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register"]
+
+_SUFFIXES = (".csv", ".json", ".parquet")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``mediate``, ``falsify`` and ``check`` commands to the ``udl`` dispatcher."""
+    m = subparsers.add_parser(
+        "mediate",
+        help="path-specific (indirect), direct and total effects along the book's paths",
+        description=(
+            "Fit the book's graph as a linear SEM and decompose each lever's effect along a path "
+            "(product of the path's coefficients), with percentile-bootstrap CIs. Without --path, "
+            "every path from a lever through its mediators to generalization."
+        ),
+    )
+    m.add_argument("data", metavar="DATA", help="a .parquet file or a sweep directory of shards")
+    m.add_argument("--path", action="append", metavar='"a -> b -> c"',
+                   help="a directed path of column names (repeatable); default: the book's paths")
+    m.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (default 500)")
+    m.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    m.add_argument("--alpha", type=float, default=0.05, help="1 - CI level (default 0.05)")
+    m.add_argument("--correction", choices=("holm", "fdr_bh", "bonferroni", "none"), default="holm",
+                   help="correction of the path-specific p-values across paths (default holm)")
+    m.add_argument("--out", metavar="FILE", help="write the table to FILE.csv, FILE.json or FILE.parquet")
+    m.set_defaults(func=_mediate)
+
+    f = subparsers.add_parser(
+        "falsify",
+        help="test the graph's implied conditional independences; find strong missing edges",
+        description=(
+            "Test every local Markov condition of the book's column graph (X independent of its "
+            "non-descendants given its parents), corrected for multiple testing, and list strong "
+            "lever -> mediator/outcome effects the graph lacks."
+        ),
+    )
+    f.add_argument("data", metavar="DATA", help="a .parquet file or a sweep directory of shards")
+    f.add_argument("--test", choices=("fisher_z", "kernel"), default="fisher_z",
+                   help="partial-correlation Fisher z (default) or residual HSIC on a subsample")
+    f.add_argument("--alpha", type=float, default=0.05, help="level after correction (default 0.05)")
+    f.add_argument("--correction", choices=("holm", "fdr_bh", "bonferroni"), default="holm",
+                   help="multiple-testing correction (default holm)")
+    f.add_argument("--max-conditioning", type=int, default=None, help="skip larger conditioning sets")
+    f.add_argument("--threshold", type=float, default=0.1,
+                   help="minimum |standardized effect| of a reported missing edge (default 0.1)")
+    f.add_argument("--kernel-rows", type=int, default=500, help="rows per kernel test (default 500)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the kernel test's subsamples (default 0)")
+    f.add_argument("--fail-on-violation", action="store_true",
+                   help="exit 1 when an implication is violated or a strong missing edge is found")
+    f.add_argument("--out", metavar="FILE",
+                   help="write the implications to FILE.csv/.parquet, or everything to FILE.json")
+    f.set_defaults(func=_falsify)
+
+    c = subparsers.add_parser(
+        "check",
+        help="fail when a significant edge flips sign or loses significance against a baseline",
+        description=(
+            "Fit every book edge on DATA and compare signs and significance with the baseline FILE. "
+            "Exits 1, printing what changed, when an edge that was significant in the baseline "
+            "flipped sign, lost significance or is missing. --write-baseline creates FILE from DATA."
+        ),
+    )
+    c.add_argument("data", metavar="DATA", help="a .parquet file or a sweep directory of shards")
+    c.add_argument("--baseline", required=True, metavar="FILE", help="the baseline JSON file")
+    c.add_argument("--alpha", type=float, default=None,
+                   help="significance level of p_adjusted (default: the baseline's; 0.05 when writing)")
+    c.add_argument("--write-baseline", action="store_true", help="write FILE from DATA instead of checking")
+    c.add_argument("--n-boot", type=int, default=200,
+                   help="bootstrap resamples for the sign-stability column (default 200; 0 skips it)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    c.add_argument("--out", metavar="FILE", help="write the comparison to FILE.csv, FILE.json or FILE.parquet")
+    c.set_defaults(func=_check)
+
+
+def _check_out(out: str | None) -> None:
+    from pathlib import Path
+
+    from causal.errors import ConfigError
+
+    if out and Path(out).suffix.lower() not in _SUFFIXES:
+        raise ConfigError(f"--out {out!r}: use a .csv, .json or .parquet file name")
+
+
+def _write(result: Any, out: str | None) -> None:
+    if out:
+        print(f"\nwrote {result.write(out)}")
+
+
+def _mediate(args: argparse.Namespace) -> int:
+    _check_out(args.out)
+    from causal.load import load_runs
+    from causal.mediation import mediation_paths
+
+    df = load_runs(args.data)
+    table = mediation_paths(df, args.path, n_boot=args.n_boot, seed=args.seed, alpha=args.alpha,
+                            correction=args.correction)
+    table.print_summary()
+    _write(table, args.out)
+    return 0
+
+
+def _falsify(args: argparse.Namespace) -> int:
+    _check_out(args.out)
+    from causal.falsify import falsify
+    from causal.load import load_runs
+
+    df = load_runs(args.data)
+    res = falsify(df, test=args.test, alpha=args.alpha, correction=args.correction,
+                  max_conditioning=args.max_conditioning, missing_edge_threshold=args.threshold,
+                  seed=args.seed, kernel_rows=args.kernel_rows)
+    res.print_summary()
+    _write(res, args.out)
+    return 1 if args.fail_on_violation and not res.passed else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    _check_out(args.out)
+    from causal.edges import fit_edges
+    from causal.load import load_runs
+    from causal.stability import bootstrap_sign_stability, check_signs, read_baseline, write_baseline
+
+    if args.write_baseline:
+        df = load_runs(args.data)
+        effects = fit_edges(df, alpha=args.alpha if args.alpha is not None else 0.05)
+        path = write_baseline(effects, args.baseline, data=str(args.data))
+        n_sig = int((effects.summary["p_adjusted"] < effects.config.alpha).sum())
+        print(f"wrote baseline {path}: {len(effects.summary)} edges, {n_sig} significant "
+              f"at alpha={effects.config.alpha}")
+        return 0
+    doc = read_baseline(args.baseline)  # fail on a bad baseline before the slow fit
+    df = load_runs(args.data)
+    alpha = float(doc["alpha"] if args.alpha is None else args.alpha)
+    effects = fit_edges(df, alpha=alpha)
+    stability = (bootstrap_sign_stability(df, effects=effects, n_boot=args.n_boot, seed=args.seed)
+                 if args.n_boot else None)
+    check = check_signs(effects, args.baseline, alpha=alpha, stability=stability)
+    check.print_summary()
+    _write(check, args.out)
+    if not check.passed:
+        names = ", ".join(f"{t}→{o}{f' [{r}]' if r else ''} ({s})" for t, o, r, s in
+                          check.failures[["treatment", "outcome", "regime", "status"]].itertuples(index=False))
+        print(f"\nFAILED: {len(check.failures)} edge(s) changed: {names}")
+        return 1
+    return 0

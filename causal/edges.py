@@ -1,0 +1,475 @@
+"""Direct effects of the book's column-level edges: :func:`fit_edges`.
+
+For every column edge ``t → o`` of the graph whose columns are in the table,
+:func:`fit_edges` estimates the edge's **direct** effect (per unit of ``t``):
+
+1. *Rows*: categorical levers are expanded to 0/1 contrasts
+   (:func:`causal.variables.add_contrasts`); per edge, rows with a missing
+   value in the treatment, the outcome or the adjustment set are dropped
+   (``n`` reports what was used).
+2. *Graph*: the column graph is projected onto the columns present (latent
+   projection, :func:`causal._dowhy.identification_graph`): a missing mediator
+   passes its parents' effects on to its children, so with missing columns an
+   edge's estimand is "the effect of ``t`` on ``o`` not mediated by an
+   *observed* node of the graph".
+3. *Identification*: DoWhy's ``nonparametric-cde`` (controlled direct effect)
+   identification gives a minimal set satisfying the single-door criterion;
+   the outcome's other observed parents are added (always admissible, and they
+   absorb outcome variance). With ``adjust="all_levers"`` every randomized
+   lever and context column is added as well. The union is checked with
+   networkx d-separation; an edge without a valid set is *skipped* with the
+   reason (e.g. a missing mediator that confounds it).
+4. *Estimation*: ``method="linear"`` — OLS through DoWhy's
+   ``backdoor.linear_regression`` with analytic (HC3-robust by default) CIs;
+   ``method="dml"`` — cross-fitted partialling-out double ML with
+   gradient-boosted nuisances (:func:`causal._dowhy.estimate_dml`).
+5. *Testing*: p-values are corrected across all estimated edges
+   (``correction``: Holm by default, or Benjamini–Hochberg ``fdr_bh``).
+
+Verdicts (``alpha`` applies to ``p_adjusted``)
+----------------------------------------------
+* expected sign ``+``/``-``: ``supports`` when significant with the expected
+  sign, ``contradicts`` when significant with the opposite sign, else
+  ``inconclusive``;
+* expected sign ``?`` (the book draws the arrow but states no direction):
+  ``supports`` when significant in either direction (the arrow exists),
+  otherwise ``inconclusive``; such an edge can never ``contradict``.
+
+Edge 2 (``capacity → variance``) is also estimated per overparameterization
+regime and with a ``capacity × overparameterized`` interaction (edge 3, a
+moderation): see :attr:`EdgeEffects.moderation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from causal.errors import ConfigError, SchemaError
+from causal.graph import BOOK_DAG, CausalGraph
+from causal.results import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+
+__all__ = ["Method", "Adjust", "Correction", "FitConfig", "EdgeEffects", "fit_edges", "plot_forest", "verdict"]
+
+Method = Literal["linear", "dml"]
+Adjust = Literal["graph", "all_levers"]
+Correction = Literal["holm", "fdr_bh", "bonferroni", "none"]
+StdErr = Literal["hc3", "classical"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of one :func:`fit_edges` call (stored on the result)."""
+
+    method: Method = "linear"  # linear OLS through DoWhy, or cross-fitted double ML
+    adjust: Adjust = "graph"  # graph sets only, or also every randomized lever
+    alpha: float = 0.05  # significance level for CIs and verdicts
+    correction: Correction = "holm"  # multiple-testing correction across edges
+    refute: bool = False  # run DoWhy's placebo / random-cause / subset refuters
+    seed: int = 0  # seeds DML folds and refuters
+    standardize: bool = True  # report std_effect = estimate * sd(t) / sd(o)
+    se: StdErr = "hc3"  # linear method: robust HC3 or DoWhy's classical SEs
+    refute_simulations: int = 20  # re-estimations per refuter
+
+    def __post_init__(self) -> None:
+        choices = {
+            "method": ("linear", "dml"),
+            "adjust": ("graph", "all_levers"),
+            "correction": ("holm", "fdr_bh", "bonferroni", "none"),
+            "se": ("hc3", "classical"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        if self.refute_simulations < 1:
+            raise ConfigError(f"refute_simulations must be >= 1, got {self.refute_simulations!r}")
+
+
+def verdict(expected_sign: str, estimate: float, p_adjusted: float, alpha: float) -> str:
+    """'supports', 'contradicts' or 'inconclusive' (see the module docstring)."""
+    if not np.isfinite(p_adjusted) or p_adjusted >= alpha or estimate == 0:
+        return "inconclusive"
+    if expected_sign == "?":
+        return "supports"
+    if expected_sign not in ("+", "-"):
+        return "inconclusive"
+    return "supports" if (estimate > 0) == (expected_sign == "+") else "contradicts"
+
+
+def _adjust_p(p: np.ndarray, method: str) -> np.ndarray:
+    if method == "none" or len(p) == 0:
+        return p.copy()
+    from statsmodels.stats.multitest import multipletests
+
+    return multipletests(p, method=method)[1]
+
+
+# ---- result ------------------------------------------------------------------------
+@dataclass
+class EdgeEffects(Result):
+    """Estimated direct effects of the graph's column edges.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per estimated column edge: ``number``, ``edge`` (concept
+        ``source→target``), ``treatment``, ``outcome``, ``estimate`` (per unit
+        of the treatment column), ``std_error``, ``ci_low``, ``ci_high``,
+        ``p_value``, ``p_adjusted``, ``n``, ``expected_sign``,
+        ``estimated_sign``, ``significant``, ``verdict``, ``std_effect``
+        (``estimate × sd(t) / sd(o)``) with ``std_ci_low``/``std_ci_high``,
+        ``adjustment`` (comma-separated set used), ``dowhy_set`` (DoWhy's
+        minimal set), ``method``, ``adjust``; with ``refute=True`` also
+        ``placebo_effect``, ``placebo_p``, ``random_cause_effect``,
+        ``subset_effect``.
+    skipped : DataFrame
+        Column edges not estimated: ``number``, ``edge``, ``treatment``,
+        ``outcome``, ``reason``.
+    moderation : DataFrame
+        Edge 2 per regime (``under``, ``over``) and the ``interaction``
+        (``capacity × overparameterized``: the over-minus-under slope), with
+        estimate, CI, p-values (corrected across the three), expected sign,
+        verdict. Empty when ``capacity``/``variance``/``overparam`` are absent.
+    config : FitConfig
+    graph : CausalGraph
+    n_rows : int
+        Rows of the input table.
+    """
+
+    summary: pd.DataFrame
+    skipped: pd.DataFrame
+    moderation: pd.DataFrame
+    config: FitConfig
+    graph: CausalGraph
+    n_rows: int
+
+    title: ClassVar[str] = "Direct effects of the book's edges"
+    display_columns: ClassVar[tuple[str, ...]] = (
+        "number", "treatment", "outcome", "estimate", "ci_low", "ci_high", "p_adjusted",
+        "std_effect", "n", "expected_sign", "verdict",
+    )
+
+    def _info(self) -> dict[str, Any]:
+        counts = self.summary["verdict"].value_counts() if len(self.summary) else pd.Series(dtype=int)
+        return {
+            "method": self.config.method + (f" (SE {self.config.se})" if self.config.method == "linear" else ""),
+            "adjust": self.config.adjust,
+            "alpha": f"{self.config.alpha} ({self.config.correction}-corrected)",
+            "rows": self.n_rows,
+            "edges": f"{len(self.summary)} estimated, {len(self.skipped)} skipped",
+            "verdicts": ", ".join(f"{k} {int(counts.get(k, 0))}" for k in ("supports", "contradicts", "inconclusive")),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        from causal.results import json_safe
+
+        out = super().to_dict()
+        out["config"] = json_safe(asdict(self.config))
+        out["skipped"] = json_safe(self.skipped.astype(object).where(self.skipped.notna(), None).to_dict("records"))
+        out["moderation"] = json_safe(
+            self.moderation.astype(object).where(self.moderation.notna(), None).to_dict("records")
+        )
+        return out
+
+    def summary_text(self, *, decimals: int = 3) -> str:
+        from causal.results import format_table
+
+        text = super().summary_text(decimals=decimals)
+        if len(self.moderation):
+            cols = ["regime", "estimate", "ci_low", "ci_high", "p_adjusted", "n", "expected_sign", "verdict"]
+            text += "\n\nEdge 2 by overparameterization regime (edge 3)\n"
+            text += format_table(self.moderation[cols], decimals=decimals)
+        if len(self.skipped):
+            text += "\n\nSkipped edges\n" + format_table(self.skipped[["number", "treatment", "outcome", "reason"]])
+        return text
+
+    def effect(self, treatment: str, outcome: str) -> pd.Series:
+        """The summary row of ``treatment → outcome``.
+
+        Raises
+        ------
+        KeyError
+            If the edge was not estimated (see :attr:`skipped`).
+        """
+        rows = self.summary[(self.summary["treatment"] == treatment) & (self.summary["outcome"] == outcome)]
+        if rows.empty:
+            raise KeyError(f"{treatment} → {outcome} was not estimated; see .skipped")
+        return rows.iloc[0]
+
+    def plot_forest(self, ax: Axes | None = None) -> Axes:
+        """Forest plot of the (standardized) effects with CIs, coloured by verdict."""
+        return plot_forest([self], ax=ax)
+
+    def plot_graph(self, ax: Axes | None = None) -> Axes:
+        """The column graph, edges coloured by verdict, dashed when the estimate is negative.
+
+        Green: supports; red: contradicts; grey: inconclusive; thin dark grey:
+        not estimated. Line width grows with ``|std_effect|``.
+        """
+        from causal.plots import VERDICT_COLORS, draw_graph
+
+        g = self.graph.column_graph()
+        colors, widths, styles = {}, {}, {}
+        for _, row in self.summary.iterrows():
+            e = (row["treatment"], row["outcome"])
+            colors[e] = VERDICT_COLORS[row["verdict"]]
+            size = row["std_effect"] if np.isfinite(row["std_effect"]) else 0.0
+            widths[e] = 0.8 + 4.0 * min(abs(size), 1.0)
+            styles[e] = "dashed" if row["estimate"] < 0 else "solid"
+        legend = {k: VERDICT_COLORS[k] for k in ("supports", "contradicts", "inconclusive")}
+        legend["not estimated"] = VERDICT_COLORS["book"]
+        return draw_graph(g, ax, edge_colors=colors, edge_widths=widths, edge_styles=styles,
+                          legend=legend, title="Book edges: verdict (dashed = negative estimate)")
+
+
+def plot_forest(
+    effects: EdgeEffects | Sequence[EdgeEffects],
+    ax: Axes | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+) -> Axes:
+    """Forest plot comparing one or several :class:`EdgeEffects` in one panel.
+
+    Standardized effects are drawn when every fit has them, raw per-unit
+    estimates otherwise.
+    """
+    from causal.plots import forest
+
+    fits = [effects] if isinstance(effects, EdgeEffects) else list(effects)
+    if not fits:
+        raise ConfigError("plot_forest needs at least one EdgeEffects")
+    frames = [f.summary for f in fits]
+    if labels is None and len(fits) > 1:
+        labels = [f"{f.config.method}/{f.config.adjust} #{i + 1}" for i, f in enumerate(fits)]
+    if all(f.config.standardize for f in fits):
+        return forest(frames, ax, labels=labels)
+    return forest(frames, ax, labels=labels, value="estimate", low="ci_low", high="ci_high",
+                  xlabel="direct effect per unit of treatment")
+
+
+# ---- fitting -----------------------------------------------------------------------
+_SKIP_COLUMNS = ["number", "edge", "treatment", "outcome", "reason"]
+
+
+def _usable(df: pd.DataFrame, col: str) -> str:
+    """'' when ``col`` can enter a regression, else why not."""
+    if col not in df.columns:
+        return f"column {col!r} is not in the table"
+    s = df[col]
+    if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+        return f"column {col!r} is not numeric (dtype {s.dtype})"
+    if s.notna().sum() == 0:
+        return f"column {col!r} is entirely null"
+    return ""
+
+
+def _prepare(df: pd.DataFrame) -> pd.DataFrame:
+    from causal.variables import add_contrasts
+
+    if not isinstance(df, pd.DataFrame):
+        raise SchemaError(f"fit_edges needs a pandas DataFrame, got {type(df).__name__}")
+    if df.empty:
+        raise SchemaError("fit_edges got an empty table (0 rows); load or simulate some runs first")
+    return add_contrasts(df)
+
+
+def _levers(graph: nx.DiGraph) -> list[str]:
+    return [n for n, d in graph.nodes(data=True) if d.get("kind") in ("lever", "context")]
+
+
+def fit_edges(
+    df: pd.DataFrame,
+    *,
+    graph: CausalGraph = BOOK_DAG,
+    method: Method = "linear",
+    adjust: Adjust = "graph",
+    alpha: float = 0.05,
+    correction: Correction = "holm",
+    refute: bool = False,
+    seed: int = 0,
+    standardize: bool = True,
+    se: StdErr = "hc3",
+    refute_simulations: int = 20,
+) -> EdgeEffects:
+    """Estimate the direct effect of every column edge of ``graph`` in ``df``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A runs table (any source) carrying some of the graph's columns; string
+        ``optimizer``/``normalization`` are expanded to contrasts.
+    graph : CausalGraph
+        The hypothesis (default :data:`causal.BOOK_DAG`).
+    method : {'linear', 'dml'}
+    adjust : {'graph', 'all_levers'}
+        Adjust for the graph's sets only, or also for every randomized lever
+        and context column present.
+    alpha : float
+        Level of the CIs and of the verdicts (applied to ``p_adjusted``).
+    correction : {'holm', 'fdr_bh', 'bonferroni', 'none'}
+    refute : bool
+        Also run DoWhy's refuters per edge (slow: ~3 × ``refute_simulations``
+        regressions per edge).
+    seed : int
+        Seeds DML cross-fitting and refuters; results are reproducible.
+    standardize : bool
+        Report ``std_effect`` (else NaN) and plot it in forest plots.
+    se : {'hc3', 'classical'}
+        Linear method's standard errors (see :func:`causal._dowhy.estimate_linear`).
+
+    Returns
+    -------
+    EdgeEffects
+
+    Examples
+    --------
+    >>> from causal.simulate import simulate_linear_scm
+    >>> fx = fit_edges(simulate_linear_scm(2000, seed=0).data)
+    >>> print(fx.effect("residual", "gradient_stability")["verdict"])
+    supports
+    """
+    from causal import _dowhy
+
+    config = FitConfig(method, adjust, alpha, correction, refute, seed, standardize, se, refute_simulations)
+    data = _prepare(df)
+    full = graph.column_graph()
+    observed = [n for n in full.nodes if not _usable(data, n)]
+    gid = _dowhy.identification_graph(full, observed)
+    extra = _levers(gid) if adjust == "all_levers" else []
+    numeric = pd.DataFrame({c: np.asarray(data[c], dtype="float64") for c in observed}, index=data.index)
+
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    with _dowhy.single_threaded():
+        for k, ce in enumerate(graph.column_edges()):
+            base = {"number": ce.number, "edge": ce.edge, "treatment": ce.treatment, "outcome": ce.outcome}
+            reason = _usable(data, ce.treatment) or _usable(data, ce.outcome)
+            if reason:
+                skipped.append({**base, "reason": reason})
+                continue
+            ident = _dowhy.identify_direct(gid, ce.treatment, ce.outcome, extra=extra)
+            if not ident.valid:
+                skipped.append({**base, "reason": ident.reason})
+                continue
+            sub = numeric[[ce.treatment, ce.outcome, *ident.adjustment]].dropna()
+            adjustment = [c for c in ident.adjustment if sub[c].nunique() > 1]  # constants are collinear
+            if sub[ce.treatment].nunique() < 2:
+                skipped.append({**base, "reason": f"treatment {ce.treatment!r} does not vary in the {len(sub)} complete rows"})
+                continue
+            if len(sub) < len(adjustment) + 5:
+                skipped.append({**base, "reason": f"too few complete rows ({len(sub)}) for {len(adjustment)} adjustment columns"})
+                continue
+            if method == "linear":
+                est = _dowhy.estimate_linear(sub, ident, adjustment, alpha=alpha, se=se)
+            else:
+                est = _dowhy.estimate_dml(sub, ce.treatment, ce.outcome, adjustment, alpha=alpha, seed=seed + 101 * k)
+            scale = float(sub[ce.treatment].std() / sub[ce.outcome].std()) if standardize else np.nan
+            row = {
+                **base,
+                "estimate": est.estimate, "std_error": est.std_error, "ci_low": est.ci_low, "ci_high": est.ci_high,
+                "p_value": est.p_value, "n": est.n, "expected_sign": ce.expected_sign.value,
+                "std_effect": est.estimate * scale, "std_ci_low": est.ci_low * scale, "std_ci_high": est.ci_high * scale,
+                "adjustment": ",".join(adjustment), "dowhy_set": ",".join(ident.dowhy_set or ()),
+                "method": method, "adjust": adjust,
+            }
+            if refute:
+                row.update(_dowhy.refute(sub, gid, ident, adjustment, seed=seed + 101 * k, simulations=refute_simulations))
+            rows.append(row)
+
+    summary = _finish(pd.DataFrame(rows), config)
+    with _dowhy.single_threaded():
+        moderation = _moderation(data, graph, gid, summary, config)
+    return EdgeEffects(
+        summary=summary,
+        skipped=pd.DataFrame(skipped, columns=_SKIP_COLUMNS),
+        moderation=moderation,
+        config=config,
+        graph=graph,
+        n_rows=len(df),
+    )
+
+
+_ORDER = [
+    "number", "edge", "treatment", "outcome", "estimate", "std_error", "ci_low", "ci_high", "p_value",
+    "p_adjusted", "n", "expected_sign", "estimated_sign", "significant", "verdict", "std_effect",
+    "std_ci_low", "std_ci_high", "adjustment", "dowhy_set", "method", "adjust",
+]
+
+
+def _finish(summary: pd.DataFrame, config: FitConfig) -> pd.DataFrame:
+    if summary.empty:
+        return pd.DataFrame(columns=_ORDER)
+    summary["p_adjusted"] = _adjust_p(summary["p_value"].to_numpy(dtype=float), config.correction)
+    summary["significant"] = summary["p_adjusted"] < config.alpha
+    summary["estimated_sign"] = np.where(summary["estimate"] > 0, "+", np.where(summary["estimate"] < 0, "-", "0"))
+    summary["verdict"] = [
+        verdict(s, e, p, config.alpha)
+        for s, e, p in zip(summary["expected_sign"], summary["estimate"], summary["p_adjusted"])
+    ]
+    summary["n"] = summary["n"].astype("int64")
+    rest = [c for c in summary.columns if c not in _ORDER]
+    return summary[_ORDER + rest].reset_index(drop=True)
+
+
+def _moderation(
+    data: pd.DataFrame, graph: CausalGraph, gid: nx.DiGraph, summary: pd.DataFrame, config: FitConfig
+) -> pd.DataFrame:
+    """Edge 2 per regime and with the capacity × overparameterized interaction."""
+    cols = ["regime", "treatment", "outcome", "estimate", "std_error", "ci_low", "ci_high", "p_value",
+            "p_adjusted", "n", "expected_sign", "verdict"]
+    try:
+        edge2 = graph.edge(2)
+    except Exception:  # a custom graph without edge 2
+        return pd.DataFrame(columns=cols)
+    row = summary[(summary["treatment"] == "capacity") & (summary["outcome"] == "variance")]
+    if row.empty:
+        return pd.DataFrame(columns=cols)
+    if "overparameterized" in data.columns and data["overparameterized"].notna().any():
+        regime = pd.to_numeric(data["overparameterized"]).astype("float64")
+    elif "overparam" in data.columns and data["overparam"].notna().any():
+        regime = (pd.to_numeric(data["overparam"]) > 0).astype("float64").where(data["overparam"].notna())
+    else:
+        return pd.DataFrame(columns=cols)
+    import statsmodels.api as sm
+
+    adjustment = [c for c in row.iloc[0]["adjustment"].split(",") if c]
+    frame = data[["capacity", "variance", *adjustment]].astype("float64").assign(_over=regime).dropna()
+    out = []
+    cov = "HC3" if config.se == "hc3" or config.method == "dml" else "nonrobust"
+    for name, flag in (("under", 0.0), ("over", 1.0)):
+        part = frame[frame["_over"] == flag]
+        adj = [c for c in adjustment if part[c].nunique() > 1]
+        if len(part) < len(adj) + 5 or part["capacity"].nunique() < 2:
+            continue
+        fit = sm.OLS(part["variance"], sm.add_constant(part[["capacity", *adj]], has_constant="add")).fit(cov_type=cov)
+        lo, hi = fit.conf_int(alpha=config.alpha).loc["capacity"]
+        out.append({"regime": name, "estimate": fit.params["capacity"], "std_error": fit.bse["capacity"],
+                    "ci_low": lo, "ci_high": hi, "p_value": fit.pvalues["capacity"], "n": len(part),
+                    "expected_sign": edge2.regime_signs.get(name, edge2.sign).value})
+    if frame["_over"].nunique() == 2:
+        x = frame[["capacity", "_over", *[c for c in adjustment if frame[c].nunique() > 1]]].copy()
+        x["capacity_x_over"] = x["capacity"] * x["_over"]
+        fit = sm.OLS(frame["variance"], sm.add_constant(x, has_constant="add")).fit(cov_type=cov)
+        b, s = fit.params["capacity_x_over"], fit.bse["capacity_x_over"]
+        lo, hi = fit.conf_int(alpha=config.alpha).loc["capacity_x_over"]
+        # over minus under slope: the book expects it negative (+ under, - over)
+        out.append({"regime": "interaction", "estimate": b, "std_error": s, "ci_low": lo, "ci_high": hi,
+                    "p_value": fit.pvalues["capacity_x_over"], "n": len(frame), "expected_sign": "-"})
+    if not out:
+        return pd.DataFrame(columns=cols)
+    mod = pd.DataFrame(out)
+    mod["treatment"], mod["outcome"] = "capacity", "variance"
+    mod["p_adjusted"] = _adjust_p(mod["p_value"].to_numpy(dtype=float), config.correction)
+    mod["verdict"] = [verdict(s, e, p, config.alpha) for s, e, p in zip(mod["expected_sign"], mod["estimate"], mod["p_adjusted"])]
+    mod["n"] = mod["n"].astype("int64")
+    return mod[cols].reset_index(drop=True)

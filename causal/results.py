@@ -1,0 +1,180 @@
+"""Shared base of every analysis result: a tidy ``summary`` and its views.
+
+A result (``EdgeEffects``, ``MediationResult``, ``FalsifyResult``,
+``SignCheck``) subclasses :class:`Result` and provides a ``summary``
+DataFrame (an attribute, dataclass field or property). The base class adds the
+analyst-facing views the house style asks for, lifelines/ArviZ style:
+
+* :meth:`Result.print_summary` — a readable text table with a header of
+  settings (from :meth:`Result._info`);
+* :meth:`Result._repr_html_` — the same for notebooks;
+* :meth:`Result.to_frame`, :meth:`Result.to_dict` (JSON-friendly) and
+  :meth:`Result.write` (``.csv``, ``.json`` or ``.parquet`` by suffix).
+
+Nothing prints as a side effect of computing a result.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class Toy(Result):
+...     summary: pd.DataFrame
+...     title = "Toy result"
+>>> Toy(pd.DataFrame({"a": [1.0]})).to_dict()["summary"]
+[{'a': 1.0}]
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+import numpy as np
+import pandas as pd
+
+from causal.errors import ConfigError
+
+__all__ = ["Result", "format_table", "json_safe"]
+
+
+def json_safe(value: Any) -> Any:
+    """Convert numpy/pandas scalars and containers to plain JSON types (NaN -> None)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if value is pd.NA or value is None:
+        return None
+    if hasattr(value, "value") and not isinstance(value, (str, int)):  # Enum
+        return json_safe(value.value)
+    return value
+
+
+def format_table(df: pd.DataFrame, *, decimals: int = 3, max_rows: int | None = None) -> str:
+    """A plain-text table of ``df`` with floats rounded to ``decimals``."""
+    if max_rows is not None and len(df) > max_rows:
+        df = df.head(max_rows)
+    if df.empty:
+        return "(no rows)"
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            if math.isnan(v):
+                return "-"
+            a = abs(v)
+            if a != 0 and (a < 10 ** (-decimals) or a >= 1e5):
+                return f"{v:.{decimals - 1}e}"
+            return f"{v:.{decimals}f}"
+        if v is None or v is pd.NA:
+            return "-"
+        return str(v)
+
+    return df.to_string(index=False, formatters={c: fmt for c in df.columns}, na_rep="-")
+
+
+class Result:
+    """Base class of analysis results; subclasses provide ``summary``.
+
+    Subclasses may override :attr:`title`, :attr:`display_columns` (the
+    columns shown by :meth:`print_summary`; all when ``None``) and
+    :meth:`_info` (settings shown above the table and stored by
+    :meth:`to_dict`).
+    """
+
+    title: ClassVar[str] = "Result"
+    display_columns: ClassVar[tuple[str, ...] | None] = None
+    summary: pd.DataFrame
+
+    # ---- hooks ------------------------------------------------------------------
+    def _info(self) -> dict[str, Any]:
+        """Settings and counts shown above the table (override)."""
+        return {}
+
+    def _display_frame(self) -> pd.DataFrame:
+        df = self.summary
+        if self.display_columns is not None:
+            df = df[[c for c in self.display_columns if c in df.columns]]
+        return df
+
+    # ---- views ------------------------------------------------------------------
+    def to_frame(self) -> pd.DataFrame:
+        """A copy of ``summary``."""
+        return self.summary.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly ``{"title", "info", "summary": [records]}``."""
+        records = self.summary.astype(object).where(self.summary.notna(), None).to_dict("records")
+        return {"title": self.title, "info": json_safe(self._info()), "summary": json_safe(records)}
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as JSON text (``kwargs`` go to :func:`json.dumps`)."""
+        kwargs.setdefault("indent", 2)
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def write(self, path: str | Path) -> Path:
+        """Write ``summary`` to ``.csv``/``.parquet`` or :meth:`to_dict` to ``.json``.
+
+        Raises
+        ------
+        ConfigError
+            For any other suffix.
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            self.summary.to_csv(path, index=False)
+        elif suffix == ".parquet":
+            self.summary.to_parquet(path, index=False)
+        elif suffix == ".json":
+            path.write_text(self.to_json() + "\n")
+        else:
+            raise ConfigError(
+                f"cannot write {path}: suffix {suffix or '(none)'!r} is not supported; "
+                "use .csv, .json or .parquet"
+            )
+        return path
+
+    def summary_text(self, *, decimals: int = 3) -> str:
+        """The text :meth:`print_summary` prints."""
+        lines = [self.title, "=" * len(self.title)]
+        for key, value in self._info().items():
+            lines.append(f"{key:<16} {value}")
+        lines.append("")
+        lines.append(format_table(self._display_frame(), decimals=decimals))
+        return "\n".join(lines)
+
+    def print_summary(self, *, decimals: int = 3, file: TextIO | None = None) -> None:
+        """Print the settings and the summary table."""
+        print(self.summary_text(decimals=decimals), file=file or sys.stdout)
+
+    def _repr_html_(self) -> str:
+        buf = io.StringIO()
+        buf.write(f"<h4>{html.escape(self.title)}</h4>")
+        info = self._info()
+        if info:
+            buf.write("<table>")
+            for key, value in info.items():
+                buf.write(f"<tr><th style='text-align:left'>{html.escape(str(key))}</th>"
+                          f"<td style='text-align:left'>{html.escape(str(value))}</td></tr>")
+            buf.write("</table>")
+        buf.write(self._display_frame().to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-"))
+        return buf.getvalue()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {len(self.summary)} rows; print_summary() for the table>"

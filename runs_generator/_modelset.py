@@ -1,0 +1,196 @@
+"""A set of R models (runs x replicas) as stacked tensors: data and hyperparameters.
+
+Both engines build one: the batched engine for a chunk of runs, the naive
+engine for one run (its K replicas), so measurements run on the same layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from runs_generator._data import (
+    LOSS_CODES,
+    STREAM_BATCHES,
+    STREAM_INIT,
+    batch_indices,
+    model_seed,
+    per_example_loss,
+    stack_padded,
+)
+from runs_generator.models import ArchSpec
+from runs_generator.spec import RunConfig, TaskData
+
+__all__ = ["ModelSet", "build_model_set", "arch_spec"]
+
+MOMENTUM = 0.9
+AUG_JITTER = 0.1  # std of Gaussian input jitter (inputs are standardized)
+AUG_MAX_SHIFT = 4  # mnist1d: random circular shift in [-4, 4]
+
+
+def arch_spec(config: RunConfig, data: TaskData) -> ArchSpec:
+    """The model shape of a run."""
+    return ArchSpec(
+        arch=config.arch,
+        input_shape=tuple(int(s) for s in data.input_shape),
+        n_outputs=int(data.n_outputs),
+        width=int(config.width),
+        depth=int(config.depth),
+        normalization=config.normalization,
+    )
+
+
+@dataclass
+class ModelSet:
+    """R stacked models of one :class:`ArchSpec`; tensors are (R, ...) on one device."""
+
+    spec: ArchSpec
+    configs: list[RunConfig]  # one per run
+    datas: list[TaskData]
+    run_of_model: list[int]  # index into configs for each model
+    replica: list[int]
+    classification: bool
+    x: torch.Tensor  # (R, n_max, *in) training inputs, zero padded
+    y: torch.Tensor  # (R, n_max) labels or (R, n_max, C) targets
+    n_train: torch.Tensor  # (R,) int64
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    n_val: torch.Tensor
+    x_test: torch.Tensor  # (R, n_test_max, *in)
+    n_test: torch.Tensor
+    # per-model hyperparameters, shape (R,)
+    lr: torch.Tensor
+    weight_decay: torch.Tensor
+    dropout: torch.Tensor
+    label_smoothing: torch.Tensor
+    residual: torch.Tensor
+    momentum: torch.Tensor
+    is_adam: torch.Tensor  # bool
+    loss_code: torch.Tensor  # int64
+    augment: torch.Tensor  # 0/1 float
+    early_stop: torch.Tensor  # bool
+    steps: list[int]
+    batch: list[int]
+    init_seeds: list[int]
+    batch_seeds: list[int]
+
+    @property
+    def r(self) -> int:
+        return len(self.run_of_model)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x.dtype
+
+    @property
+    def loss_kinds(self) -> list[int]:
+        return sorted({LOSS_CODES[c.loss] for c in self.configs})
+
+    def rowmask(self, counts: torch.Tensor, n: int) -> torch.Tensor | None:
+        """(R, n) 1/0 mask of real rows, or None when every model fills all n rows."""
+        if bool((counts == n).all()):
+            return None
+        return (torch.arange(n, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)).to(self.dtype)
+
+    def objective(self, out: torch.Tensor, y: torch.Tensor, rowmask: torch.Tensor | None) -> torch.Tensor:
+        """Each model's training loss (its own loss kind and label smoothing), shape (R,)."""
+        kinds = self.loss_kinds
+        per_ex = None
+        for k in kinds:
+            ls = self.label_smoothing if k == LOSS_CODES["cross_entropy"] else None
+            lk = per_example_loss(out, y, k, classification=self.classification, label_smoothing=ls)
+            if len(kinds) > 1:
+                lk = lk * (self.loss_code == k).to(lk.dtype).unsqueeze(1)
+            per_ex = lk if per_ex is None else per_ex + lk
+        return _reduce(per_ex, rowmask)
+
+    def eval_loss(self, out: torch.Tensor, y: torch.Tensor, rowmask: torch.Tensor | None) -> torch.Tensor:
+        """The common evaluation loss (cross-entropy for classes, MSE otherwise), (R,)."""
+        kind = LOSS_CODES["cross_entropy"] if self.classification else LOSS_CODES["mse"]
+        return _reduce(per_example_loss(out, y, kind, classification=self.classification), rowmask)
+
+    def minibatch_indices(self) -> torch.Tensor:
+        """(R, S, B_max) indices; S = 1 when every model trains full batch."""
+        per = [batch_indices(s, int(n), b, st) for s, n, b, st in zip(self.batch_seeds, self.n_train.tolist(), self.batch, self.steps)]
+        s_max = max(p.shape[0] for p in per)
+        s_max = 1 if s_max == 1 else max(self.steps)
+        b_max = max(self.batch)
+        out = torch.zeros(self.r, s_max, b_max, dtype=torch.int64)
+        for i, p in enumerate(per):
+            if p.shape[0] == 1:
+                out[i, :, : p.shape[1]] = p
+            else:
+                out[i, : p.shape[0], : p.shape[1]] = p
+        return out.to(self.device)
+
+
+def _reduce(per_ex: torch.Tensor, rowmask: torch.Tensor | None) -> torch.Tensor:
+    if rowmask is None:
+        return per_ex.mean(dim=1)
+    return (per_ex * rowmask).sum(dim=1) / rowmask.sum(dim=1)
+
+
+def build_model_set(
+    configs: Sequence[RunConfig], datas: Sequence[TaskData], device: torch.device, dtype: torch.dtype
+) -> ModelSet:
+    """Stack the replicas of ``configs`` (one ArchSpec) into a :class:`ModelSet`."""
+    spec = arch_spec(configs[0], datas[0])
+    run_of, rep, cfg_of = [], [], []
+    xs, ys, xv, yv, xt = [], [], [], [], []
+    for j, (c, d) in enumerate(zip(configs, datas)):
+        for k in range(c.replicas):
+            run_of.append(j)
+            rep.append(k)
+            cfg_of.append(c)
+            xs.append(d.x_train[k])
+            ys.append(d.y_train[k])
+            xv.append(d.x_val[k])
+            yv.append(d.y_val[k])
+            xt.append(d.x_test)
+    classification = datas[0].problem == "classification"
+    ydt = None if classification else dtype
+    x, n_train = stack_padded(xs, device, dtype)
+    y, _ = stack_padded(ys, device, ydt)
+    x_val, n_val = stack_padded(xv, device, dtype)
+    y_val, _ = stack_padded(yv, device, ydt)
+    x_test, n_test = stack_padded(xt, device, dtype)
+
+    def vec(values, dt=dtype):
+        return torch.tensor(values, device=device, dtype=dt)
+
+    return ModelSet(
+        spec=spec,
+        configs=list(configs),
+        datas=list(datas),
+        run_of_model=run_of,
+        replica=rep,
+        classification=classification,
+        x=x,
+        y=y,
+        n_train=n_train,
+        x_val=x_val,
+        y_val=y_val,
+        n_val=n_val,
+        x_test=x_test,
+        n_test=n_test,
+        lr=vec([c.lr for c in cfg_of]),
+        weight_decay=vec([c.weight_decay for c in cfg_of]),
+        dropout=vec([c.dropout for c in cfg_of]),
+        label_smoothing=vec([c.label_smoothing for c in cfg_of]),
+        residual=vec([float(c.residual) for c in cfg_of]),
+        momentum=vec([MOMENTUM if c.optimizer == "momentum" else 0.0 for c in cfg_of]),
+        is_adam=vec([c.optimizer == "adam" for c in cfg_of], torch.bool),
+        loss_code=vec([LOSS_CODES[c.loss] for c in cfg_of], torch.int64),
+        augment=vec([float(c.augmentation) for c in cfg_of]),
+        early_stop=vec([c.early_stopping for c in cfg_of], torch.bool),
+        steps=[int(c.steps) for c in cfg_of],
+        batch=[int(min(c.effective_batch, xs[i].shape[0])) for i, c in enumerate(cfg_of)],
+        init_seeds=[model_seed(c.seed, k, STREAM_INIT) for c, k in zip(cfg_of, rep)],
+        batch_seeds=[model_seed(c.seed, k, STREAM_BATCHES) for c, k in zip(cfg_of, rep)],
+    )

@@ -1,0 +1,180 @@
+"""The training engine: train runs (K replicas each) and measure them.
+
+Group key (:func:`group_key`): runs train as one batched computation when they
+share ``(task, problem, arch, width, depth, normalization, batch bucket)`` and,
+inside :func:`train_runs`, the data's input shape and output count — everything
+that fixes tensor shapes. The batch bucket is the power of two at or above the
+effective batch size, except that small models (batch x width x hidden work
+below :data:`SMALL_WORK`) share one bucket: their steps cost launch overhead,
+not FLOPs, so padding a small batch up to a larger one is nearly free.
+
+Per-model tensors (shape (R,), R = runs x replicas in a chunk), so a group with
+mixed levers trains as one computation: ``lr``, ``weight_decay``,
+``dropout``, ``label_smoothing``, ``residual`` (0/1), ``momentum`` (0 or 0.9),
+``is_adam``, ``loss_code`` (cross-entropy / mse / l1), ``augment``,
+``early_stop``, plus per-model ``steps`` (an ``active`` mask stops finished
+models), batch size (a row mask over the padded minibatch), ``n_train`` (index
+sampling and a row mask over the padded training set) and init scale (applied
+at initialization). Inside a group runs are sorted by (steps, batch) before
+being cut into chunks of ``chunk_size`` models, so chunks waste little.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import sys
+from collections import defaultdict
+from typing import Literal, Sequence
+
+import torch
+
+from runs_generator.spec import RunConfig, RunMetrics, TaskData
+from causal.errors import ConfigError
+
+__all__ = ["train_runs", "group_key", "resolve_device", "SMALL_WORK"]
+
+SMALL_WORK = 2**20  # multiply-adds per model step below which batch sizes share a bucket
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``'auto'`` (CUDA when available), ``'cpu'`` or ``'cuda'`` as a torch.device.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={device!r} was requested but torch {torch.__version__} sees no CUDA device; "
+                "use --device cpu or --device auto, or install a CUDA build of torch on a GPU machine"
+            )
+        return torch.device(device)
+    raise ConfigError(f"device must be one of 'auto', 'cpu', 'cuda'; got {device!r}")
+
+
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Keep freed tensor memory in glibc's heap (once per process, Linux CPU only).
+
+    A batched step allocates and frees activation-sized tensors (~1 MB) dozens
+    of times; by default glibc returns them to the OS (mmap / trim) and every
+    reuse page-faults, which made small steps ~1.8x slower. This is what
+    ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296`` does,
+    applied at run time so worker processes get it without environment setup.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
+
+
+def _batch_bucket(config: RunConfig) -> int:
+    b = max(1, config.effective_batch)
+    work = b * config.width * (config.width * max(0, config.depth - 1) + 64)
+    if config.arch == "cnn":
+        work *= 20  # feature-map positions
+    if work <= SMALL_WORK:
+        return 0
+    return int(math.ceil(math.log2(b)))
+
+
+def group_key(config: RunConfig) -> tuple:
+    """The shape key of runs that can train as one batched computation (sortable)."""
+    return (
+        config.task,
+        config.problem,
+        config.arch,
+        int(config.width),
+        int(config.depth),
+        config.normalization,
+        _batch_bucket(config),
+    )
+
+
+def train_runs(
+    configs: Sequence[RunConfig],
+    data: Sequence[TaskData],
+    *,
+    engine: Literal["batched", "naive"] = "batched",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    chunk_size: int = 32,
+) -> list[RunMetrics]:
+    """Train every run's K replicas and measure them; results in the order of ``configs``.
+
+    Parameters
+    ----------
+    configs, data : one RunConfig and its TaskData per run.
+    engine : 'batched' (stacked models, default) or 'naive' (one module per replica).
+    device : 'auto', 'cpu', 'cuda' or a torch.device.
+    dtype : parameter and data dtype (float64 for equivalence tests).
+    chunk_size : models (runs x replicas) per batched computation; a run is never split.
+    """
+    from runs_generator._modelset import build_model_set
+    from runs_generator._trainer import train_model_set
+    from runs_generator.naive import train_run_naive
+
+    if len(configs) != len(data):
+        raise ConfigError(f"train_runs needs one TaskData per RunConfig; got {len(configs)} configs and {len(data)} data")
+    if engine not in ("batched", "naive"):
+        raise ConfigError(f"engine must be 'batched' or 'naive'; got {engine!r}")
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be >= 1; got {chunk_size}")
+    for c, d in zip(configs, data):
+        _check(c, d)
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        _tune_malloc()
+    if engine == "naive":
+        return [train_run_naive(c, d, dev, dtype) for c, d in zip(configs, data)]
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, (c, d) in enumerate(zip(configs, data)):
+        shape = (tuple(d.input_shape), int(d.n_outputs), d.problem)
+        groups[(group_key(c), shape)].append(i)
+    results: list[RunMetrics | None] = [None] * len(configs)
+    for members in groups.values():
+        members.sort(key=lambda i: (configs[i].steps, configs[i].effective_batch, configs[i].n_train, i))
+        chunk: list[int] = []
+        n_models = 0
+        for i in members + [-1]:
+            if i >= 0 and (not chunk or n_models + configs[i].replicas <= chunk_size):
+                chunk.append(i)
+                n_models += configs[i].replicas
+                continue
+            chunk.sort(key=lambda j: configs[j].optimizer == "adam")  # optimizer blocks (see FlatOptimizer)
+            ms = build_model_set([configs[j] for j in chunk], [data[j] for j in chunk], dev, dtype)
+            for j, m in zip(chunk, train_model_set(ms)):
+                results[j] = m
+            chunk, n_models = ([i], configs[i].replicas) if i >= 0 else ([], 0)
+    return results  # type: ignore[return-value]
+
+
+def _check(c: RunConfig, d: TaskData) -> None:
+    if d.problem == "regression" and c.loss == "cross_entropy":
+        raise ConfigError(
+            f"run {c.run_index}: loss='cross_entropy' needs a classification task; task {c.task!r} is a "
+            "regression problem. Draw loss from {'mse', 'l1'} for regression runs"
+        )
+    if d.x_train.shape[0] < c.replicas:
+        raise ConfigError(
+            f"run {c.run_index}: replicas={c.replicas} but TaskData.x_train holds {d.x_train.shape[0]} draws; "
+            "build one training draw per replica"
+        )

@@ -1,0 +1,465 @@
+"""The lever space: every design lever as typed data, drawn as a randomized trial.
+
+Each :class:`Lever` declares a sampling distribution (what a sweep draws) and a
+domain (what an override may set). :class:`LeverSpace` draws every lever of a run
+**independently** from one seeded stream per run, derived from
+``(sweep seed, run index)``: the stream yields one uniform number per lever, in
+the declared lever order, and each lever maps its own uniform through its
+inverse CDF. So the same seed always yields the same configurations, and holding
+one lever fixed (``fix``) or cycling it (``vary``) leaves every other lever's
+draw unchanged. New levers must be appended at the end of :data:`DEFAULT_SPACE`
+to keep old sweeps reproducible.
+
+Levers that do not apply to a run are resolved deterministically (the draw itself
+stays independent of the other levers):
+
+========================  ==========================================================
+lever                     resolution
+========================  ==========================================================
+``problem``               ``classification`` on ``mnist1d`` (drawn on ``teacher``)
+``arch``                  ``mlp`` on ``teacher`` (a 1-D CNN needs the mnist1d signal)
+``loss``                  the lever's uniform picks among the losses the problem
+                          allows: classification {cross_entropy, mse, l1} (thirds),
+                          regression {mse, l1} (halves)
+``width``                 divided by ``CNN_WIDTH_DIVISOR`` (4) for a drawn width on
+                          the cnn: a 1-D conv layer over 20 positions costs ~60x an
+                          MLP layer of the same width, so cnn channels {4, 8, 16}
+                          keep its runs as cheap as the MLP's (a fixed or varied
+                          width is used as given)
+``label_smoothing``       0 for regression (there are no classes to smooth)
+``noise_dist``            ``gaussian`` for classification (label noise has no
+                          distribution; kept constant so the column is not noise)
+========================  ==========================================================
+
+An override that cannot apply (``arch=cnn`` on ``teacher``, ``loss=cross_entropy``
+on a regression run) is refused with a :class:`~causal.errors.ConfigError` that
+says which other lever to fix.
+
+The learning rate is drawn from one log-uniform range for every optimizer (no
+per-optimizer rescaling), so ``log_lr`` is the learning rate actually used and is
+uncorrelated with ``optimizer``; high Adam rates diverge more often, and diverged
+runs are kept as rows.
+
+``vary`` lays the varied levers out as a full factorial over run indices: the
+first varied lever (in lever order) cycles fastest, ``values[i % n1]``, the next
+over blocks of ``n1`` runs, and so on, so several varied levers stay orthogonal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Union
+
+import numpy as np
+
+from causal.errors import ConfigError
+from runs_generator.spec import RunConfig
+
+__all__ = [
+    "CNN_WIDTH_DIVISOR",
+    "Choice",
+    "LogUniform",
+    "ZeroOrLogUniform",
+    "Distribution",
+    "Lever",
+    "Overrides",
+    "LeverSpace",
+    "DEFAULT_SPACE",
+    "parse_assignment",
+    "run_seed",
+]
+
+
+CNN_WIDTH_DIVISOR = 4  # drawn width -> cnn channels (see the module docstring)
+
+
+# --- distributions: each maps one uniform u in [0, 1) to a value -----------------
+@dataclass(frozen=True)
+class Choice:
+    """A discrete choice among ``values`` with optional ``weights`` (default equal)."""
+
+    values: tuple[Any, ...]
+    weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise ConfigError("Choice needs at least one value; received an empty tuple")
+        if self.weights is not None and (
+            len(self.weights) != len(self.values) or min(self.weights) < 0 or sum(self.weights) <= 0
+        ):
+            raise ConfigError(
+                f"Choice weights {self.weights} must be non-negative, sum > 0 and match "
+                f"the {len(self.values)} values {self.values}"
+            )
+
+    def sample(self, u: float) -> Any:
+        w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights, float)
+        cdf = np.cumsum(w) / w.sum()
+        return self.values[min(int(np.searchsorted(cdf, u, side="right")), len(self.values) - 1)]
+
+    def describe(self) -> str:
+        if self.weights is None:
+            return f"one of {list(self.values)} (equal weights)"
+        return f"one of {list(self.values)} with weights {list(self.weights)}"
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """Log-uniform on ``[low, high]`` (uniform in log space)."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low <= self.high:
+            raise ConfigError(f"LogUniform needs 0 < low <= high; received low={self.low}, high={self.high}")
+
+    def sample(self, u: float) -> float:
+        return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+
+    def describe(self) -> str:
+        return f"log-uniform on [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class ZeroOrLogUniform:
+    """0 with probability ``p_zero``, else log-uniform on ``[low, high]``."""
+
+    p_zero: float
+    low: float
+    high: float
+
+    def sample(self, u: float) -> float:
+        if u < self.p_zero:
+            return 0.0
+        return LogUniform(self.low, self.high).sample((u - self.p_zero) / (1.0 - self.p_zero))
+
+    def describe(self) -> str:
+        return f"0 with probability {self.p_zero:g}, else log-uniform on [{self.low:g}, {self.high:g}]"
+
+
+Distribution = Union[Choice, LogUniform, ZeroOrLogUniform]
+Kind = Literal["str", "int", "float", "bool", "batch"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One design lever: how a sweep draws it and what an override may set it to.
+
+    Attributes
+    ----------
+    name : str
+        The raw lever name, also its column in the runs table.
+    dist : Distribution
+        What a sweep draws (the lever's distribution in the randomized trial).
+    kind : {"str", "int", "float", "bool", "batch"}
+        Value type; ``batch`` is an int or the string ``"full"``.
+    low, high : float, optional
+        Inclusive bounds an override may take (numeric kinds).
+    choices : tuple of str, optional
+        Allowed values of a ``str`` lever.
+    doc : str
+        What the lever means.
+    """
+
+    name: str
+    dist: Distribution
+    kind: Kind
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    doc: str = ""
+
+    def allowed(self) -> str:
+        """Human-readable domain, used in error messages."""
+        if self.kind == "str":
+            return f"one of {list(self.choices or ())}"
+        if self.kind == "bool":
+            return "a flag: 0/1 or true/false"
+        rng = f"{'an integer' if self.kind in ('int', 'batch') else 'a number'} in [{self.low:g}, {self.high:g}]"
+        return rng + (" or 'full'" if self.kind == "batch" else "")
+
+    def _refuse(self, value: Any, why: str = "") -> ConfigError:
+        return ConfigError(
+            f"lever {self.name!r}: value {value!r} is not allowed{why}; expected {self.allowed()}"
+            f" (the sweep draws {self.dist.describe()})"
+        )
+
+    def parse(self, text: str) -> Any:
+        """Convert a command-line string to this lever's type and validate it."""
+        text = text.strip()
+        if self.kind == "str":
+            return self.validate(text)
+        if self.kind == "bool":
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise self._refuse(text)
+        if self.kind == "batch" and text.lower() == "full":
+            return "full"
+        try:
+            number = float(text)
+        except ValueError:
+            raise self._refuse(text, " (not a number)") from None
+        return self.validate(number)
+
+    def validate(self, value: Any) -> Any:
+        """Return ``value`` in canonical type, or raise :class:`ConfigError`."""
+        if self.kind == "str":
+            if not isinstance(value, str) or value not in (self.choices or ()):
+                raise self._refuse(value)
+            return value
+        if self.kind == "bool":
+            if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+                return bool(value)
+            raise self._refuse(value)
+        if self.kind == "batch" and value == "full":
+            return "full"
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise self._refuse(value, " (wrong type)")
+        number = float(value)
+        if self.kind in ("int", "batch"):
+            if not number.is_integer():
+                raise self._refuse(value, " (not an integer)")
+            number = int(number)
+        if not (self.low <= number <= self.high):  # type: ignore[operator]
+            raise self._refuse(value, " (out of range)")
+        return number
+
+    def draw(self, u: float) -> Any:
+        return self.validate(self.dist.sample(u))
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Validated overrides: ``fix`` holds levers constant, ``vary`` cycles them.
+
+    Build with :meth:`LeverSpace.overrides`; both are tuples of pairs so the
+    object is hashable and its order canonical (lever order).
+    """
+
+    fix: tuple[tuple[str, Any], ...] = ()
+    vary: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fix": dict(self.fix), "vary": {k: list(v) for k, v in self.vary}}
+
+
+def run_seed(sweep_seed: int, index: int) -> int:
+    """The run's own seed (tasks and initialization), derived from sweep seed and run index."""
+    return int(np.random.SeedSequence([sweep_seed, index, 1]).generate_state(1, dtype=np.uint32)[0])
+
+
+@dataclass(frozen=True)
+class LeverSpace:
+    """An ordered collection of levers and the rules that resolve them into a :class:`RunConfig`.
+
+    Examples
+    --------
+    >>> cfgs = DEFAULT_SPACE.draw_all(seed=1, runs=3)
+    >>> [c.run_index for c in cfgs]
+    [0, 1, 2]
+    >>> cfgs == DEFAULT_SPACE.draw_all(seed=1, runs=3)
+    True
+    """
+
+    levers: tuple[Lever, ...]
+    version: str = "1"  # bump when a distribution changes: sweep manifests compare it
+    _by_name: dict[str, Lever] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {lv.name: lv for lv in self.levers})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(lv.name for lv in self.levers)
+
+    def lever(self, name: str) -> Lever:
+        """Return the lever called ``name`` or raise a :class:`ConfigError` listing the known ones."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ConfigError(f"unknown lever {name!r}; known levers: {', '.join(self.names)}") from None
+
+    def overrides(
+        self,
+        fix: Mapping[str, Any] | None = None,
+        vary: Mapping[str, Sequence[Any]] | None = None,
+    ) -> Overrides:
+        """Validate ``fix`` and ``vary`` mappings (values already typed, or CLI strings)."""
+        fix = dict(fix or {})
+        vary = dict(vary or {})
+        both = sorted(set(fix) & set(vary))
+        if both:
+            raise ConfigError(f"lever(s) {both} are both fixed and varied; use either fix or vary for each lever")
+
+        def conv(lv: Lever, v: Any) -> Any:
+            return lv.parse(v) if isinstance(v, str) and lv.kind != "str" else lv.validate(v)
+
+        fixed: dict[str, Any] = {}
+        for name, value in fix.items():
+            fixed[name] = conv(self.lever(name), value)
+        varied: dict[str, tuple[Any, ...]] = {}
+        for name, values in vary.items():
+            lv = self.lever(name)
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+                raise ConfigError(f"vary {name!r}: expected a list of values, received {values!r}")
+            vals = tuple(conv(lv, v) for v in values)
+            if not vals:
+                raise ConfigError(f"vary {name!r}: expected at least one value, received an empty list")
+            varied[name] = vals
+        order = {n: i for i, n in enumerate(self.names)}
+        return Overrides(
+            fix=tuple(sorted(fixed.items(), key=lambda kv: order[kv[0]])),
+            vary=tuple(sorted(varied.items(), key=lambda kv: order[kv[0]])),
+        )
+
+    # --- drawing --------------------------------------------------------------------
+    def uniforms(self, seed: int, index: int) -> np.ndarray:
+        """Run ``index``'s stream: one uniform in [0, 1) per lever, in lever order."""
+        return np.random.default_rng(np.random.SeedSequence([seed, index, 0])).random(len(self.levers))
+
+    def raw_draw(self, seed: int, index: int, overrides: Overrides = Overrides()) -> dict[str, Any]:
+        """The lever values of run ``index`` before resolution (one uniform per lever)."""
+        u = self.uniforms(seed, index)
+        values = {lv.name: lv.draw(float(ui)) for lv, ui in zip(self.levers, u)}
+        values.update(dict(overrides.fix))
+        block = 1
+        for name, vals in overrides.vary:
+            values[name] = vals[(index // block) % len(vals)]
+            block *= len(vals)
+        return values
+
+    def draw(self, seed: int, index: int, overrides: Overrides = Overrides(), replicas: int = 4) -> RunConfig:
+        """Draw and resolve the configuration of run ``index`` of sweep ``seed``."""
+        v = self.raw_draw(seed, index, overrides)
+        forced = {n for n, _ in overrides.fix} | {n for n, _ in overrides.vary}
+        if v["task"] == "mnist1d":
+            if "problem" in forced and v["problem"] != "classification":
+                raise ConfigError(
+                    f"run {index}: problem={v['problem']!r} does not apply to task 'mnist1d' (a classification "
+                    "task); fix task=teacher or problem=classification"
+                )
+            v["problem"] = "classification"
+        if v["task"] == "teacher" and v["arch"] == "cnn":
+            if "arch" in forced:
+                raise ConfigError(
+                    f"run {index}: arch='cnn' needs the mnist1d signal task, but task='teacher' was drawn; "
+                    "add fix task=mnist1d (or vary arch only with task=mnist1d)"
+                )
+            v["arch"] = "mlp"
+        if v["arch"] == "cnn" and "width" not in forced:
+            v["width"] = max(1, v["width"] // CNN_WIDTH_DIVISOR)
+        losses = ("cross_entropy", "mse", "l1") if v["problem"] == "classification" else ("mse", "l1")
+        if "loss" in forced:
+            if v["loss"] not in losses:
+                raise ConfigError(
+                    f"run {index}: loss={v['loss']!r} does not apply to a {v['problem']} run (allowed: "
+                    f"{list(losses)}); add fix problem=classification"
+                )
+        else:  # the loss lever's own uniform picks among the allowed losses
+            u_loss = float(self.uniforms(seed, index)[self.names.index("loss")])
+            v["loss"] = losses[min(int(u_loss * len(losses)), len(losses) - 1)]
+        if v["problem"] == "regression":
+            v["label_smoothing"] = 0.0
+        else:
+            v["noise_dist"] = "gaussian"
+        batch = v["batch_size"]
+        return RunConfig(
+            run_index=index,
+            seed=run_seed(seed, index),
+            task=v["task"],
+            problem=v["problem"],
+            arch=v["arch"],
+            width=v["width"],
+            depth=v["depth"],
+            loss=v["loss"],
+            init_scale=float(v["init_scale"]),
+            optimizer=v["optimizer"],
+            lr=float(v["lr"]),
+            batch_size=None if batch == "full" else int(batch),
+            weight_decay=float(v["weight_decay"]),
+            dropout=float(v["dropout"]),
+            label_smoothing=float(v["label_smoothing"]),
+            augmentation=bool(v["augmentation"]),
+            early_stopping=bool(v["early_stopping"]),
+            normalization=v["normalization"],
+            residual=bool(v["residual"]),
+            n_train=int(v["n_train"]),
+            noise=float(v["noise"]),
+            noise_dist=v["noise_dist"],
+            steps=int(v["steps"]),
+            replicas=replicas,
+        )
+
+    def draw_all(
+        self, seed: int, runs: int, overrides: Overrides = Overrides(), replicas: int = 4
+    ) -> list[RunConfig]:
+        """Draw runs ``0 .. runs-1`` of sweep ``seed``."""
+        return [self.draw(seed, i, overrides, replicas) for i in range(runs)]
+
+    def describe(self) -> dict[str, str]:
+        """Lever name -> its sampling distribution, for manifests and ``--help``."""
+        return {lv.name: lv.dist.describe() for lv in self.levers}
+
+
+def parse_assignment(text: str, *, multi: bool) -> tuple[str, Any]:
+    """Split ``LEVER=VALUE`` (or ``LEVER=V1,V2`` when ``multi``) into name and string value(s).
+
+    Type conversion happens in :meth:`LeverSpace.overrides`, which knows each lever.
+    """
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not value:
+        form = "LEVER=V1,V2,..." if multi else "LEVER=VALUE"
+        raise ConfigError(f"override {text!r} is malformed; expected {form}, e.g. 'optimizer=adam'")
+    if multi:
+        return name, [v for v in (p.strip() for p in value.split(",")) if v]
+    return name, value
+
+
+_C = Choice
+DEFAULT_SPACE = LeverSpace(
+    levers=(
+        Lever("task", _C(("teacher", "mnist1d")), "str", choices=("teacher", "mnist1d"),
+              doc="task family"),
+        Lever("problem", _C(("classification", "regression")), "str", choices=("classification", "regression"),
+              doc="teacher problem; mnist1d is always classification"),
+        Lever("arch", _C(("mlp", "cnn")), "str", choices=("mlp", "cnn"),
+              doc="mlp, or a 1-D cnn (mnist1d only; resolved to mlp on teacher)"),
+        Lever("width", _C((16, 32, 64)), "int", 1, 1024, doc="hidden units or channels per hidden layer"),
+        Lever("depth", _C((1, 2, 3, 4)), "int", 1, 16, doc="hidden layers"),
+        Lever("loss", _C(("cross_entropy", "mse", "l1")), "str", choices=("cross_entropy", "mse", "l1"),
+              doc="training loss; picked among the losses the problem allows"),
+        Lever("init_scale", LogUniform(0.25, 4.0), "float", 1e-3, 100.0, doc="initial weight std / He std"),
+        Lever("optimizer", _C(("sgd", "momentum", "adam")), "str", choices=("sgd", "momentum", "adam"),
+              doc="optimizer (momentum = SGD with momentum 0.9)"),
+        Lever("lr", LogUniform(1e-3, 0.3), "float", 1e-6, 10.0, doc="learning rate (every optimizer)"),
+        Lever("batch_size", _C((16, 32, 64, 128, "full")), "batch", 1, 1_000_000,
+              doc="minibatch size, or 'full' for full-batch training (capped at n_train)"),
+        Lever("weight_decay", ZeroOrLogUniform(0.5, 1e-5, 1e-2), "float", 0.0, 1.0, doc="L2 weight decay"),
+        Lever("dropout", _C((0.0, 0.1, 0.3)), "float", 0.0, 0.9, doc="dropout on hidden activations"),
+        Lever("label_smoothing", _C((0.0, 0.1)), "float", 0.0, 0.5, doc="label smoothing (0 for regression)"),
+        Lever("augmentation", _C((False, True)), "bool", doc="augment training inputs"),
+        Lever("early_stopping", _C((False, True)), "bool", doc="keep the best-validation checkpoint"),
+        Lever("normalization", _C(("none", "batch", "layer")), "str", choices=("none", "batch", "layer"),
+              doc="normalization layers"),
+        Lever("residual", _C((False, True)), "bool", doc="residual connections"),
+        Lever("n_train", _C((64, 128, 256, 512)), "int", 8, 4096, doc="training examples per replica"),
+        Lever("noise", _C((0.0, 0.1, 0.2, 0.3)), "float", 0.0, 0.9,
+              doc="label-noise fraction (classes) or noise std / signal std (regression)"),
+        Lever("noise_dist", _C(("gaussian", "laplace")), "str", choices=("gaussian", "laplace"),
+              doc="regression noise distribution (gaussian for classification)"),
+        Lever("steps", _C((100, 200)), "int", 1, 100_000, doc="optimizer steps per replica"),
+    )
+)
+
+#: RunConfig fields that are levers of the space (everything but ids and replicas)
+LEVER_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name not in ("run_index", "seed", "replicas"))
+assert set(LEVER_FIELDS) == set(DEFAULT_SPACE.names), "lever space and RunConfig disagree"

@@ -1,0 +1,174 @@
+"""One run -> one row of the runs table (every column of :mod:`causal.schema`).
+
+The row carries the raw levers as drawn, the oriented columns of DESIGN.md §2,
+the engine's mediators and outcomes, the run's identity and its provenance.
+Values are cast to the schema's declared dtypes; a non-nullable column that is
+missing or not finite is refused (diverged runs must arrive with capped, finite
+values and ``diverged=1``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from causal.errors import SchemaError
+from causal.schema import RUNS_SCHEMA, Dtype, Scope
+from runs_generator.spec import RunConfig, RunMetrics, TaskData
+
+__all__ = ["Provenance", "make_row", "oriented_columns"]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where and how a run was produced (never analysed)."""
+
+    engine: str
+    device: str
+    package_version: str
+    torch_version: str
+    sweep_seed: int
+
+
+def _loss_matched(config: RunConfig) -> bool:
+    """DESIGN.md §2: the loss is the NLL of the right output distribution."""
+    if config.problem == "classification":
+        return config.loss == "cross_entropy"
+    return (config.loss, config.noise_dist) in {("mse", "gaussian"), ("l1", "laplace")}
+
+
+def oriented_columns(config: RunConfig, n_params: int, n_outputs: int) -> dict[str, Any]:
+    """The oriented lever, context and derived columns of one run (DESIGN.md §2).
+
+    Examples
+    --------
+    >>> from runs_generator.levers import DEFAULT_SPACE
+    >>> cfg = DEFAULT_SPACE.draw(0, 0, DEFAULT_SPACE.overrides(fix={"init_scale": 0.25, "n_train": 100}))
+    >>> cols = oriented_columns(cfg, n_params=1000, n_outputs=10)
+    >>> cols["init_quality"], cols["capacity"], cols["overparam"], cols["overparameterized"]
+    (-2.0, 3.0, 0.0, 0)
+    """
+    overparam = math.log10(n_params / (config.n_train * n_outputs))
+    return {
+        "capacity": math.log10(n_params),
+        "inductive_bias": int(config.arch == "cnn" and config.task == "mnist1d"),
+        "loss_matched": int(_loss_matched(config)),
+        "init_quality": -abs(math.log2(config.init_scale)),
+        "log_lr": math.log10(config.lr),
+        "log_batch": math.log2(config.effective_batch),
+        "normalized": int(config.normalization != "none"),
+        "data_quantity": math.log10(config.n_train),
+        "data_noise": config.noise,
+        "overparam": overparam,
+        "overparameterized": int(overparam > 0),
+        "pretrained": 0,
+    }
+
+
+def make_row(config: RunConfig, data: TaskData, metrics: RunMetrics, prov: Provenance) -> dict[str, Any]:
+    """Build the schema row of one supervised run.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's resolved levers.
+    data : TaskData
+        Its data (only ``n_outputs`` is used: classes or output dims).
+    metrics : RunMetrics
+        What the engine measured.
+    prov : Provenance
+        Engine, device, versions and the sweep seed.
+
+    Returns
+    -------
+    dict
+        Column name -> value for every column of ``causal.schema.RUNS_SCHEMA``,
+        typed per the declared dtype (None for null).
+
+    Raises
+    ------
+    SchemaError
+        If a non-nullable column is missing or not finite (names the column and run).
+    """
+    row: dict[str, Any] = {
+        "run_id": f"{prov.sweep_seed}-{config.run_index}",
+        "seed": config.seed,
+        "sweep_seed": prov.sweep_seed,
+        "run_index": config.run_index,
+        "task": config.task,
+        "problem": config.problem,
+        "arch": config.arch,
+        "width": config.width,
+        "depth": config.depth,
+        "loss": config.loss,
+        "init_scale": config.init_scale,
+        "lr": config.lr,
+        "batch_size": config.effective_batch,
+        "full_batch": int(config.batch_size is None),
+        "n_train": config.n_train,
+        "noise": config.noise,
+        "noise_dist": config.noise_dist,
+        "steps": config.steps,
+        "replicas": config.replicas,
+        "optimizer": config.optimizer,
+        "weight_decay": config.weight_decay,
+        "dropout": config.dropout,
+        "label_smoothing": config.label_smoothing,
+        "augmentation": int(config.augmentation),
+        "early_stopping": int(config.early_stopping),
+        "normalization": config.normalization,
+        "residual": int(config.residual),
+        **oriented_columns(config, metrics.n_params, data.n_outputs),
+        "gradient_stability": metrics.gradient_stability,
+        "sharpness": metrics.sharpness,
+        "implicit_reg": metrics.implicit_reg,
+        "bias_sq": metrics.bias_sq,
+        "variance": metrics.variance,
+        "convergence": metrics.convergence,
+        "diverged": int(metrics.diverged),
+        "generalization": metrics.generalization,
+        "test_loss": metrics.test_loss,
+        "test_error": metrics.test_error,
+        "gen_gap": metrics.gen_gap,
+        "deployment_risk": metrics.deployment_risk,
+        "ece": metrics.ece,
+        # generative-only outcomes: null for supervised runs
+        "precision": None,
+        "recall": None,
+        "coverage": None,
+        "density": None,
+        "engine": prov.engine,
+        "device": prov.device,
+        "wall_time_s": metrics.wall_time_s,
+        "package_version": prov.package_version,
+        "torch_version": prov.torch_version,
+    }
+    return _typed(row, config.run_index)
+
+
+def _typed(row: dict[str, Any], run_index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for col in RUNS_SCHEMA:
+        if col.name not in row:
+            raise SchemaError(f"run {run_index}: the row builder has no value for column {col.name!r}")
+        value = row[col.name]
+        if value is not None and col.dtype is Dtype.FLOAT:
+            value = float(value)
+            if math.isnan(value):
+                value = None
+        elif value is not None and col.dtype is Dtype.INT:
+            value = int(value)
+        elif value is not None:
+            value = str(value)
+        required = not col.nullable and col.scope in (Scope.ALL, Scope.SUPERVISED)
+        if required and (value is None or (isinstance(value, float) and not math.isfinite(value))):
+            raise SchemaError(
+                f"run {run_index}: column {col.name!r} must be a finite {col.dtype.value} value, got {row[col.name]!r}; "
+                "the engine must cap diverged runs (diverged=1) instead of returning NaN/inf"
+            )
+        out[col.name] = value
+    extra = sorted(set(row) - {c.name for c in RUNS_SCHEMA})
+    if extra:
+        raise SchemaError(f"run {run_index}: columns {extra} are not declared in causal.schema.RUNS_SCHEMA")
+    return out

@@ -1,0 +1,185 @@
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from causal import ConfigError, SchemaError
+from causal.edges import EdgeEffects, fit_edges, plot_forest, verdict
+from causal.simulate import simulate_linear_scm
+
+SEEDS = (11, 12, 13, 14, 15)
+# edge 14 made to contradict the book (+ instead of -), edge 23 made null
+OVERRIDES = {("residual", "sharpness"): 0.8, 23: 0.0}
+
+
+@pytest.fixture(scope="module")
+def fits():
+    out = []
+    for seed in SEEDS:
+        sim = simulate_linear_scm(2000, seed=seed, coefficients=OVERRIDES)
+        out.append((sim, fit_edges(sim.data, seed=seed)))
+    return out
+
+
+def _merged(sim, fx):
+    return fx.summary.merge(sim.true_effects, on=["treatment", "outcome"], how="left", validate="1:1")
+
+
+@pytest.mark.slow
+def test_cis_cover_true_direct_effects_at_nominal_rate(fits):
+    covered = []
+    for sim, fx in fits:
+        assert len(fx.summary) == 42 and fx.skipped.empty
+        m = _merged(sim, fx)
+        covered.extend((m["ci_low"] <= m["coefficient"]) & (m["coefficient"] <= m["ci_high"]))
+    rate = float(np.mean(covered))
+    assert 0.85 <= rate <= 1.0, rate
+    assert len(covered) == 5 * 42
+
+
+def test_signs_and_verdicts_match_the_truth(fits):
+    zero_inconclusive = 0
+    for sim, fx in fits:
+        m = _merged(sim, fx)
+        nonzero = m[m["coefficient"] != 0]
+        assert (np.sign(nonzero["estimate"]) == np.sign(nonzero["coefficient"])).all()
+        assert fx.effect("residual", "sharpness")["verdict"] == "contradicts"
+        assert fx.effect("residual", "gradient_stability")["verdict"] == "supports"
+        zero_inconclusive += fx.effect("data_noise", "generalization")["verdict"] == "inconclusive"
+    assert zero_inconclusive >= 4
+
+
+def test_summary_columns_and_standardized_effect(fits):
+    sim, fx = fits[0]
+    s = fx.summary
+    for col in ("edge", "number", "treatment", "outcome", "estimate", "std_error", "ci_low", "ci_high",
+                "p_value", "p_adjusted", "n", "expected_sign", "verdict", "std_effect", "adjustment",
+                "method", "adjust"):
+        assert col in s.columns
+    assert (s["p_adjusted"] >= s["p_value"] - 1e-15).all()
+    assert set(s["verdict"]) <= {"supports", "contradicts", "inconclusive"}
+    row = fx.effect("init_quality", "gradient_stability")
+    d = sim.data
+    assert row["std_effect"] == pytest.approx(row["estimate"] * d["init_quality"].std() / d["gradient_stability"].std())
+    assert row["edge"] == "init_quality→gradient_stability"
+    # the direct effect adjusts for the outcome's other parents
+    assert set(fx.effect("sharpness", "convergence")["adjustment"].split(",")) >= {"gradient_stability", "loss_matched"}
+    assert (s["method"] == "linear").all() and (s["adjust"] == "graph").all()
+
+
+def test_reproducible_for_a_seed(fits):
+    sim, fx = fits[0]
+    again = fit_edges(sim.data, seed=SEEDS[0])
+    pd.testing.assert_frame_equal(fx.summary, again.summary)
+
+
+def test_missing_mediator_is_marginalized_and_reported():
+    sim = simulate_linear_scm(3000, seed=5)
+    fx = fit_edges(sim.data.drop(columns=["gradient_stability"]))
+    skipped = fx.skipped.set_index(["treatment", "outcome"])
+    assert {9, 10, 11, 12} == set(fx.skipped["number"])
+    assert "gradient_stability" in skipped.loc[("init_quality", "gradient_stability"), "reason"]
+    # sharpness → convergence is still identified (gradient_stability's parents stand in for it)
+    row = fx.effect("sharpness", "convergence")
+    assert row["ci_low"] <= sim.coefficient("sharpness", "convergence") <= row["ci_high"]
+    assert "init_quality" in row["adjustment"]
+
+
+def test_latent_confounding_makes_an_edge_unidentifiable():
+    sim = simulate_linear_scm(1000, seed=6)
+    fx = fit_edges(sim.data.drop(columns=["sharpness"]))
+    reasons = fx.skipped.set_index(["treatment", "outcome"])["reason"]
+    assert "not identifiable" in reasons[("convergence", "generalization")]
+    assert ("residual", "gradient_stability") in set(zip(fx.summary["treatment"], fx.summary["outcome"]))
+
+
+def test_all_null_and_absent_columns_are_skipped_not_errors():
+    d = simulate_linear_scm(500, seed=0).data
+    d["precision"] = np.nan
+    d = d.drop(columns=["recall", "coverage", "density", "pretrained"])
+    fx = fit_edges(d)
+    reasons = dict(zip(zip(fx.skipped["treatment"], fx.skipped["outcome"]), fx.skipped["reason"]))
+    assert "entirely null" in reasons[("capacity", "precision")]
+    assert "not in the table" in reasons[("pretrained", "variance")]
+    assert len(fx.summary) + len(fx.skipped) == 42
+
+
+def test_all_levers_adjustment_is_reported_and_consistent():
+    sim = simulate_linear_scm(2000, seed=3)
+    g = fit_edges(sim.data)
+    a = fit_edges(sim.data, adjust="all_levers")
+    assert (a.summary["adjust"] == "all_levers").all()
+    row = a.effect("init_quality", "gradient_stability")
+    assert {"capacity", "log_lr", "data_noise"} <= set(row["adjustment"].split(","))
+    assert "init_quality" not in row["adjustment"].split(",")
+    diff = (a.summary["estimate"] - g.summary["estimate"]).abs() / g.summary["std_error"]
+    assert diff.max() < 3
+
+
+def test_moderation_of_edge_2_by_regime():
+    sim = simulate_linear_scm(4000, seed=4, regime_coefficients=(0.8, -0.8))
+    mod = fit_edges(sim.data).moderation.set_index("regime")
+    assert mod.loc["under", "ci_low"] <= 0.8 <= mod.loc["under", "ci_high"]
+    assert mod.loc["over", "ci_low"] <= -0.8 <= mod.loc["over", "ci_high"]
+    assert mod.loc["interaction", "estimate"] < 0
+    assert (mod["verdict"] == "supports").all()
+    assert list(mod["expected_sign"]) == ["+", "-", "-"]
+    no_regime = fit_edges(sim.data.drop(columns=["overparam", "overparameterized"]))
+    assert no_regime.moderation.empty
+
+
+def test_dml_recovers_effects_and_is_reproducible():
+    sim = simulate_linear_scm(1500, seed=9, columns=[
+        "init_quality", "residual", "normalization_batch", "normalization_layer", "gradient_stability"])
+    fx = fit_edges(sim.data, method="dml", seed=1)
+    assert len(fx.summary) == 4
+    m = _merged(sim, fx)
+    assert ((m["ci_low"] - 0.1 <= m["coefficient"]) & (m["coefficient"] <= m["ci_high"] + 0.1)).all()
+    pd.testing.assert_frame_equal(fx.summary, fit_edges(sim.data, method="dml", seed=1).summary)
+
+
+def test_verdict_rules():
+    assert verdict("+", 1.0, 0.01, 0.05) == "supports"
+    assert verdict("+", -1.0, 0.01, 0.05) == "contradicts"
+    assert verdict("-", -1.0, 0.2, 0.05) == "inconclusive"
+    assert verdict("?", -1.0, 0.01, 0.05) == "supports"
+    assert verdict("?", 1.0, 0.5, 0.05) == "inconclusive"
+    assert verdict("+", 1.0, float("nan"), 0.05) == "inconclusive"
+
+
+def test_views_and_files(fits, tmp_path, capsys):
+    _, fx = fits[0]
+    fx.print_summary()
+    out = capsys.readouterr().out
+    assert "contradicts" in out and "Edge 2 by overparameterization regime" in out
+    assert "residual" in fx._repr_html_()
+    data = json.loads(fx.to_json())
+    assert len(data["summary"]) == 42 and data["config"]["method"] == "linear"
+    assert len(pd.read_csv(fx.write(tmp_path / "e.csv"))) == 42
+    assert len(pd.read_parquet(fx.write(tmp_path / "e.parquet"))) == 42
+    with pytest.raises(ConfigError, match=".txt"):
+        fx.write(tmp_path / "e.txt")
+
+
+def test_plots_draw_on_given_axes(fits):
+    (_, a), (_, b) = fits[0], fits[1]
+    fig, axes = plt.subplots(1, 2)
+    assert a.plot_forest(ax=axes[0]) is axes[0]
+    assert plot_forest([a, b], ax=axes[1], labels=["a", "b"]) is axes[1]
+    assert len(axes[1].get_yticks()) == 42
+    fig2, ax = plt.subplots()
+    assert a.plot_graph(ax=ax) is ax
+    plt.close("all")
+
+
+def test_bad_input():
+    with pytest.raises(SchemaError, match="empty"):
+        fit_edges(pd.DataFrame({"capacity": []}))
+    with pytest.raises(ConfigError, match="method"):
+        fit_edges(pd.DataFrame({"capacity": [1.0]}), method="magic")
+    assert isinstance(fit_edges(pd.DataFrame({"x": [1.0, 2.0]})), EdgeEffects)

@@ -1,0 +1,166 @@
+"""The training engine: batched equals naive, model forms agree, grouping, devices, divergence."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, replace
+
+import numpy as np
+import pytest
+import torch
+
+from causal.errors import ConfigError
+from runs_generator._toydata import toy_config, toy_data
+from runs_generator.engine import group_key, resolve_device, train_runs
+from runs_generator.models import ArchSpec, NaiveNet, forward, init_params, init_running, stack_modules
+
+FLOAT_FIELDS = [f.name for f in fields(__import__("runs_generator.spec", fromlist=["RunMetrics"]).RunMetrics)
+                if f.name not in ("n_params", "diverged", "wall_time_s", "extra", "deployment_risk", "ece")]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Single-threaded torch: tiny models on a shared 2-core machine stall on OpenMP spinning."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _mixed_runs(seed: int) -> tuple[list, list]:
+    """Six classification runs of one shape with every per-model lever mixed, plus two regression runs."""
+    cfgs = [
+        toy_config(
+            run_index=i, seed=seed * 100 + i, width=8, lr=0.03 * (1 + i % 3),
+            optimizer=("sgd", "momentum", "adam")[i % 3], loss=("cross_entropy", "mse", "l1")[i % 3],
+            residual=bool(i % 2), batch_size=(16, 32, None)[i % 3], steps=8 + 3 * i, n_train=96 + 8 * i,
+            early_stopping=i % 2 == 0, label_smoothing=0.1 * (i % 2), weight_decay=1e-3 * (i % 2),
+            init_scale=(0.5, 1.0, 2.0)[i % 3], depth=3, normalization="batch" if seed % 2 else "layer",
+        )
+        for i in range(6)
+    ]
+    cfgs += [
+        toy_config(run_index=6 + i, seed=seed * 100 + 6 + i, problem="regression", loss=("mse", "l1")[i],
+                   optimizer=("adam", "momentum")[i], lr=0.01, steps=12, width=8)
+        for i in range(2)
+    ]
+    cnn = toy_config(run_index=8, seed=seed * 100 + 8, task="mnist1d", arch="cnn", width=4, depth=2,
+                     residual=True, normalization="batch", steps=6, n_train=64, batch_size=16)
+    cfgs.append(cnn)
+    data = [toy_data(c, n_outputs=3 if c.problem == "classification" else 2, groups=True) for c in cfgs]
+    return cfgs, data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batched_equals_naive_float64(seed: int) -> None:
+    cfgs, data = _mixed_runs(seed)
+    naive = train_runs(cfgs, data, engine="naive", dtype=torch.float64)
+    batched = train_runs(cfgs, data, engine="batched", dtype=torch.float64, chunk_size=32)
+    for c, a, b in zip(cfgs, naive, batched):
+        assert a.extra["train_losses_final"] == pytest.approx(b.extra["train_losses_final"], rel=1e-9, abs=1e-12)
+        for name in FLOAT_FIELDS:
+            assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-7, abs=1e-9), (c.run_index, name)
+        assert a.diverged == b.diverged
+        assert a.n_params == b.n_params
+
+
+def test_chunking_does_not_change_results() -> None:
+    cfgs, data = _mixed_runs(3)
+    a = train_runs(cfgs, data, chunk_size=64, dtype=torch.float64)
+    b = train_runs(cfgs, data, chunk_size=2, dtype=torch.float64)
+    for x, y in zip(a, b):
+        assert x.train_loss_final == pytest.approx(y.train_loss_final, rel=1e-9)
+        assert x.sharpness == pytest.approx(y.sharpness, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("arch,shape", [("mlp", (7,)), ("cnn", (40,))])
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_stacked_forward_equals_module(arch: str, shape: tuple, norm: str) -> None:
+    spec = ArchSpec(arch, shape, 3, 6, 3, norm)
+    params = init_params(spec, [1, 2, 3], [1.0, 0.5, 2.0], torch.device("cpu"), torch.float64)
+    running = init_running(spec, 3, torch.device("cpu"), torch.float64)
+    x = torch.randn(3, 5, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    residual = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)
+    out = forward(spec, params, x, mode="train", running=running, residual=residual)
+    nets = [NaiveNet(spec, {k: v[r] for k, v in params.items()}, bool(residual[r]), 0.0) for r in range(3)]
+    ref = torch.stack([net.train()(x[r]) for r, net in enumerate(nets)])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    p2, run2 = stack_modules(nets)
+    for k in running:
+        torch.testing.assert_close(running[k], run2[k])
+    eval_out = forward(spec, p2, x, mode="eval", running=run2, residual=residual)
+    torch.testing.assert_close(eval_out, torch.stack([n.eval()(x[r]) for r, n in enumerate(nets)]))
+
+
+def test_group_key_separates_shapes_only() -> None:
+    base = toy_config()
+    same = [replace(base, lr=0.3, optimizer="adam", loss="mse", dropout=0.2, residual=True, steps=99, n_train=512)]
+    assert all(group_key(c) == group_key(base) for c in same)
+    for change in [dict(width=32), dict(depth=3), dict(normalization="batch"), dict(arch="cnn", task="mnist1d")]:
+        assert group_key(replace(base, **change)) != group_key(base)
+    big = replace(base, width=256, depth=4)
+    assert group_key(replace(big, batch_size=32)) != group_key(replace(big, batch_size=256))
+    assert sorted([group_key(big), group_key(base)])  # keys are sortable
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            resolve_device("cuda")
+
+
+def test_bad_inputs_are_refused() -> None:
+    c = toy_config(problem="regression", loss="cross_entropy")
+    with pytest.raises(ConfigError, match="cross_entropy"):
+        train_runs([c], [toy_data(c)])
+    with pytest.raises(ConfigError, match="engine"):
+        train_runs([toy_config()], [toy_data(toy_config())], engine="fast")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="one TaskData"):
+        train_runs([toy_config()], [])
+
+
+@pytest.mark.parametrize("problem", ["classification", "regression"])
+def test_diverged_runs_are_finite(problem: str) -> None:
+    loss = "mse"
+    cfgs = [toy_config(run_index=i, seed=i, problem=problem, loss=loss, lr=lr, init_scale=s, depth=3, steps=30)
+            for i, (lr, s) in enumerate([(1e3, 3.0), (0.01, 1.0)])]
+    res = train_runs(cfgs, [toy_data(c, groups=True) for c in cfgs])
+    assert res[0].diverged and not res[1].diverged
+    for r in res:
+        for name in FLOAT_FIELDS + ["deployment_risk"]:
+            assert math.isfinite(getattr(r, name)), name
+    assert res[0].convergence == -3.0
+
+
+@pytest.mark.parametrize("engine", ["batched", "naive"])
+def test_dropout_and_augmentation_train(engine: str) -> None:
+    cfgs = [toy_config(run_index=i, seed=i, dropout=0.3 * i, augmentation=bool(i), task=t, arch=a, steps=40, lr=0.1)
+            for i, (t, a) in enumerate([("teacher", "mlp"), ("mnist1d", "cnn")])]
+    res = train_runs(cfgs, [toy_data(c) for c in cfgs], engine=engine)
+    for r in res:
+        assert not r.diverged and r.convergence > 0.0
+        assert 0.0 <= r.ece <= 1.0
+
+
+def test_results_are_reproducible_and_ordered() -> None:
+    cfgs = [toy_config(run_index=i, seed=i, width=(8, 16)[i % 2], steps=5) for i in range(4)]
+    data = [toy_data(c) for c in cfgs]
+    a, b = train_runs(cfgs, data), train_runs(cfgs[::-1], data[::-1])[::-1]
+    assert [x.train_loss_final for x in a] == [x.train_loss_final for x in b]
+    assert [x.n_params for x in a] == [10 * w + w + w * w + w + w * 3 + 3 for w in (8, 16, 8, 16)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    cfgs, data = _mixed_runs(5)
+    cpu = train_runs(cfgs, data, dtype=torch.float64)
+    gpu = train_runs(cfgs, data, device="cuda", dtype=torch.float64)
+    for a, b in zip(cpu, gpu):
+        assert a.train_loss_final == pytest.approx(b.train_loss_final, rel=1e-6)
+        assert a.sharpness == pytest.approx(b.sharpness, rel=1e-5, abs=1e-6)
+    assert np.isfinite([r.implicit_reg for r in gpu]).all()

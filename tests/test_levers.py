@@ -1,0 +1,156 @@
+"""The lever space: deterministic, independent draws; overrides validated and applied."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from causal.errors import ConfigError
+from runs_generator.levers import CNN_WIDTH_DIVISOR, DEFAULT_SPACE, LEVER_FIELDS, Choice, LogUniform, parse_assignment
+
+S = DEFAULT_SPACE
+
+
+def _frame(configs) -> pd.DataFrame:
+    rows = []
+    for c in configs:
+        rows.append({
+            "task": c.task == "mnist1d",
+            # the drawn width level (cnn channels are the drawn width / CNN_WIDTH_DIVISOR)
+            "width": np.log2(c.width * (CNN_WIDTH_DIVISOR if c.arch == "cnn" else 1)),
+            "depth": c.depth,
+            "init_scale": np.log2(c.init_scale),
+            "optimizer_adam": c.optimizer == "adam",
+            "optimizer_momentum": c.optimizer == "momentum",
+            "lr": np.log10(c.lr),
+            "batch": np.log2(c.batch_size) if c.batch_size else 8.0,
+            "full_batch": c.batch_size is None,
+            "weight_decay": c.weight_decay > 0,
+            "dropout": c.dropout,
+            "augmentation": c.augmentation,
+            "early_stopping": c.early_stopping,
+            "norm_batch": c.normalization == "batch",
+            "norm_layer": c.normalization == "layer",
+            "residual": c.residual,
+            "n_train": np.log2(c.n_train),
+            "noise": c.noise,
+            "steps": c.steps,
+        })
+    return pd.DataFrame(rows).astype(float)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2026])
+def test_same_seed_same_configs_and_different_seed_differs(seed):
+    a = S.draw_all(seed, 50)
+    assert a == S.draw_all(seed, 50)
+    assert a != S.draw_all(seed + 1, 50)
+    assert len({c.seed for c in a}) == 50  # every run has its own seed
+    assert [c.run_index for c in a] == list(range(50))
+
+
+@pytest.mark.parametrize("seed", [1, 99])
+def test_levers_are_pairwise_uncorrelated(seed):
+    n = 3000
+    df = _frame(S.draw_all(seed, n))
+    corr = df.corr().to_numpy()
+    bound = 4 / np.sqrt(n)
+    off = [(df.columns[i], df.columns[j], corr[i, j]) for i, j in itertools.combinations(range(len(df.columns)), 2)
+           if not {df.columns[i], df.columns[j]} <= {"optimizer_adam", "optimizer_momentum"}
+           and not {df.columns[i], df.columns[j]} <= {"norm_batch", "norm_layer"}
+           and not {df.columns[i], df.columns[j]} <= {"batch", "full_batch"}]
+    bad = [o for o in off if abs(o[2]) > bound]
+    assert not bad, f"lever pairs correlated beyond chance (|r| > {bound:.3f}): {bad}"
+    # and every lever actually varies
+    assert (df.std() > 0).all()
+
+
+def test_resolved_levers_are_independent_within_their_stratum():
+    cfgs = S.draw_all(3, 3000)
+    teacher = [c for c in cfgs if c.task == "teacher"]
+    assert all(c.arch == "mlp" for c in teacher)
+    assert all(c.problem == "classification" for c in cfgs if c.task == "mnist1d")
+    reg = [c for c in teacher if c.problem == "regression"]
+    cls = [c for c in cfgs if c.problem == "classification"]
+    assert {c.loss for c in reg} == {"mse", "l1"} and all(c.label_smoothing == 0 for c in reg)
+    assert {c.loss for c in cls} == {"cross_entropy", "mse", "l1"} and {c.noise_dist for c in cls} == {"gaussian"}
+    # within regression runs, loss and noise_dist are independent draws
+    x = np.array([c.loss == "mse" for c in reg], float)
+    y = np.array([c.noise_dist == "laplace" for c in reg], float)
+    assert abs(np.corrcoef(x, y)[0, 1]) < 4 / np.sqrt(len(reg))
+    # mnist1d: cnn and mlp both drawn, roughly half each; cnn channels are the drawn width / 4
+    arch = [c.arch == "cnn" for c in cfgs if c.task == "mnist1d"]
+    assert 0.4 < np.mean(arch) < 0.6
+    assert {c.width for c in cfgs if c.arch == "cnn"} == {w // CNN_WIDTH_DIVISOR for w in (16, 32, 64)}
+    fixed = S.draw(3, 0, S.overrides(fix={"task": "mnist1d", "arch": "cnn", "width": 32}))
+    assert fixed.width == 32  # a fixed width is used as given
+
+
+def test_fix_holds_a_lever_and_leaves_the_others_unchanged():
+    base = S.draw_all(11, 40)
+    fixed = S.draw_all(11, 40, S.overrides(fix={"lr": 0.01, "optimizer": "adam"}))
+    assert all(c.lr == 0.01 and c.optimizer == "adam" for c in fixed)
+    for a, b in zip(base, fixed):
+        assert (a.width, a.depth, a.init_scale, a.n_train, a.seed) == (b.width, b.depth, b.init_scale, b.n_train, b.seed)
+
+
+def test_vary_cycles_values_evenly_and_factorially():
+    o = S.overrides(vary={"depth": ["1", "4"], "optimizer": ["sgd", "momentum", "adam"]})
+    cfgs = S.draw_all(5, 60, o)
+    assert [c.depth for c in cfgs[:4]] == [1, 4, 1, 4]
+    assert [c.optimizer for c in cfgs[:6]] == ["sgd"] * 2 + ["momentum"] * 2 + ["adam"] * 2
+    counts = pd.crosstab([c.depth for c in cfgs], [c.optimizer for c in cfgs]).to_numpy()
+    assert (counts == 10).all()  # orthogonal: every combination equally often
+
+
+def test_cli_strings_are_typed_per_lever():
+    o = S.overrides(fix={"width": "64", "lr": "3e-2", "residual": "true", "batch_size": "full", "dropout": "0.1"})
+    c = S.draw(0, 0, o)
+    assert (c.width, c.lr, c.residual, c.batch_size, c.dropout) == (64, 0.03, True, None, 0.1)
+    assert c.effective_batch == c.n_train
+    assert parse_assignment("depth=1,2, 3", multi=True) == ("depth", ["1", "2", "3"])
+    assert parse_assignment("optimizer=adam", multi=False) == ("optimizer", "adam")
+
+
+@pytest.mark.parametrize(
+    ("fix", "vary", "names"),
+    [
+        ({"widht": 64}, None, ["widht", "width"]),  # unknown lever: lists the known ones
+        ({"lr": 50.0}, None, ["'lr'", "50", "[1e-06, 10]"]),
+        ({"optimizer": "rmsprop"}, None, ["'optimizer'", "rmsprop", "adam"]),
+        ({"width": "wide"}, None, ["'width'", "wide", "not a number"]),
+        ({"depth": 2.5}, None, ["'depth'", "2.5", "integer"]),
+        ({"residual": "maybe"}, None, ["'residual'", "maybe", "0/1"]),
+        (None, {"n_train": [64, 100000]}, ["'n_train'", "100000", "4096"]),
+        (None, {"depth": []}, ["'depth'", "at least one"]),
+        ({"depth": 2}, {"depth": [1, 2]}, ["depth", "both fixed and varied"]),
+    ],
+)
+def test_bad_overrides_name_the_lever_the_value_and_the_range(fix, vary, names):
+    with pytest.raises(ConfigError) as info:
+        S.overrides(fix, vary)
+    for name in names:
+        assert name in str(info.value)
+
+
+def test_inapplicable_overrides_say_what_to_fix():
+    o = S.overrides(fix={"arch": "cnn", "task": "teacher"})
+    with pytest.raises(ConfigError, match="task=mnist1d"):
+        S.draw(0, 0, o)
+    o = S.overrides(fix={"loss": "cross_entropy", "task": "teacher", "problem": "regression"})
+    with pytest.raises(ConfigError, match="problem=classification"):
+        S.draw(0, 0, o)
+    with pytest.raises(ConfigError, match="malformed"):
+        parse_assignment("lr", multi=False)
+
+
+def test_distributions_cover_their_declared_support():
+    u = np.linspace(0, 1, 1001, endpoint=False)
+    lu = np.array([LogUniform(0.25, 4.0).sample(x) for x in u])
+    assert lu.min() == pytest.approx(0.25) and lu.max() < 4.0
+    assert np.median(lu) == pytest.approx(1.0, rel=0.01)  # symmetric in log2
+    ch = Choice(("a", "b"), (3.0, 1.0))
+    assert np.mean([ch.sample(x) == "a" for x in u]) == pytest.approx(0.75, abs=0.002)
+    assert set(LEVER_FIELDS) == set(S.names)
