@@ -1,11 +1,18 @@
 """The batched training loop: R stacked models, one autograd graph per step.
 
-Per step: gather each model's minibatch (R, B, *in), forward through bmm
-layers, per-model losses (R,), one backward of their sum (the models are
-independent, so each gets its own gradient), a vectorized SGD / momentum /
-Adam update with per-model lr, weight decay and an ``active`` mask (models
-with fewer steps stop updating). No ``.item()`` in the loop: losses and squared
-gradient norms are accumulated in tensors.
+Per step: gather every model's minibatch with one ``index_select`` (R, B, *in),
+forward through bmm layers, per-model losses (R,), one backward of their sum
+(the models are independent, so each gets its own gradient), then a
+:class:`FlatOptimizer` step on all parameters at once: every model's
+parameters live in one (R, P) tensor (the named parameters are views of it),
+so SGD / momentum / Adam with per-model lr and weight decay is a dozen ops
+whatever the depth. Models with fewer steps stop updating through a zero
+learning rate. No ``.item()`` in the loop: losses and squared gradient norms
+are accumulated in tensors.
+
+Where the time goes (width 64, depth 2, batch 128, 32 models, 1 CPU thread):
+the batched GEMMs are about half of a step; the rest is elementwise passes
+over (R, B, W) activations and (R, P) optimizer state, which are memory-bound.
 """
 
 from __future__ import annotations

@@ -319,10 +319,10 @@ def _run_pool(jobs: list[_ShardJob], workers: int, progress: _Progress) -> int:
     import multiprocessing as mp
 
     written = 0
-    with _worker_env():
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
     try:
-        pending = {pool.submit(_run_shard, job) for job in jobs}
+        with _worker_env():  # workers start at the first submit and read the environment then
+            pending = {pool.submit(_run_shard, job) for job in jobs}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:

@@ -164,3 +164,28 @@ def test_cuda_matches_cpu() -> None:
         assert a.train_loss_final == pytest.approx(b.train_loss_final, rel=1e-6)
         assert a.sharpness == pytest.approx(b.sharpness, rel=1e-5, abs=1e-6)
     assert np.isfinite([r.implicit_reg for r in gpu]).all()
+
+
+@pytest.mark.parametrize("order", [("adam", "sgd", "momentum", "adam"), ("sgd", "momentum", "adam", "adam")])
+def test_flat_optimizer_equals_torch_optim(order: tuple) -> None:
+    """Interleaved optimizers (masked update) and optimizer blocks (row slices) both match torch.optim."""
+    from runs_generator._modelset import build_model_set
+    from runs_generator._trainer import FlatOptimizer
+
+    cfgs = [toy_config(run_index=i, seed=i, optimizer=o, lr=0.01 * (i + 1), weight_decay=1e-3 * i, replicas=1)
+            for i, o in enumerate(order)]
+    ms = build_model_set(cfgs, [toy_data(c) for c in cfgs], torch.device("cpu"), torch.float64)
+    gen = torch.Generator().manual_seed(len(order))
+    flat = torch.randn(4, 7, dtype=torch.float64, generator=gen)
+    refs = [torch.nn.Parameter(flat[i].clone()) for i in range(4)]
+    opts = [torch.optim.Adam([p], lr=c.lr, weight_decay=c.weight_decay) if c.optimizer == "adam" else
+            torch.optim.SGD([p], lr=c.lr, weight_decay=c.weight_decay, momentum=0.9 * (c.optimizer == "momentum"))
+            for p, c in zip(refs, cfgs)]
+    opt = FlatOptimizer(ms, flat)
+    for t in range(5):
+        g = torch.randn(4, 7, dtype=torch.float64, generator=gen)
+        for i, (p, o) in enumerate(zip(refs, opts)):
+            p.grad = g[i].clone()
+            o.step()
+        opt.step(g.clone(), t)
+    torch.testing.assert_close(flat, torch.stack([p.detach() for p in refs]), rtol=1e-12, atol=1e-12)

@@ -135,3 +135,19 @@ def test_real_engine_sweep_killed_and_resumed_equals_uninterrupted(tmp_path):
     a, b = _rows(full), _rows(tmp_path / "part")
     assert len(a) == 4 and (a["engine"] == "batched").all()
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_resume_keeps_the_manifest_plan_even_if_the_grouping_changed(tmp_path, monkeypatch):
+    from runs_generator import sweep
+
+    full = generate(runs=15, seed=6, out=tmp_path / "full", shard_size=4, trainer=fake_train, **KW)
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        generate(runs=15, seed=6, out=part, shard_size=4, trainer=CrashAfter(2), **KW)
+
+    def new_grouping(*args, **kwargs):  # e.g. a newer engine with another group key
+        raise AssertionError("a resumed sweep must not re-plan its shards")
+
+    monkeypatch.setattr(sweep, "plan_shards", new_grouping)
+    generate(runs=15, seed=6, out=part, shard_size=4, trainer=fake_train, **KW)
+    pd.testing.assert_frame_equal(_rows(part), _rows(full))
