@@ -63,7 +63,7 @@ def finalize(ms: ModelSet, params, running, stats: TrainStats, t_start: float) -
         n_test = data.x_test.shape[0]
         tm = measure.test_metrics(test_np[sel, :n_test], data, ms.classification)
         conv = measure.convergence(li[sel], lf[sel])
-        train_eval_j = np.where(np.isfinite(te[sel]), te[sel], measure.LOG_CAP).clip(max=measure.LOG_CAP)
+        train_eval_j = np.where(np.isfinite(te[sel]), te[sel], measure.LOSS_CAP).clip(max=measure.LOSS_CAP)
         imp = measure.safe_log10(lr[sel] / 4.0 * g2[sel])
         sharp = measure.safe_log10(eg[sel])
         results.append(

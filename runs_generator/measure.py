@@ -28,6 +28,7 @@ __all__ = [
     "HESSIAN_SUBSAMPLE",
     "GRADSTAB_SUBSAMPLE",
     "LOG_FLOOR",
+    "LOSS_CAP",
     "gradient_stability",
     "top_hessian_eigenvalue",
     "safe_log10",
@@ -42,6 +43,10 @@ GRADSTAB_SUBSAMPLE = 512
 STREAM_HESSIAN = 3
 LOG_FLOOR = 1e-8  # floor of every log10'd quantity
 LOG_CAP = 1e8
+#: cap of every loss-scale outcome (test loss, test error, train loss in gen_gap,
+#: deployment risk) so that diverged runs stay finite *and* moderate: a 1e8 cap made
+#: gen_gap of a diverged run -1e8, which dominates any regression on the column.
+LOSS_CAP = 100.0
 CONVERGENCE_RANGE = (-3.0, 6.0)
 GRADSTAB_FLOOR = -6.0
 ECE_BINS = 15
@@ -91,14 +96,36 @@ def top_hessian_eigenvalue(ms, params: dict[str, torch.Tensor], iters: int = HES
         out = forward(ms.spec, dict(zip(names, p)), x, mode="batchstat", residual=ms.residual, rowmask=mask)
         loss = ms.objective(out, y, mask).sum()
         grads = torch.autograd.grad(loss, p, create_graph=True)
-        v = _start_vectors(ms, p)
-        lam = torch.zeros(ms.r, device=ms.device, dtype=ms.dtype)
-        for it in range(iters):
-            hv = torch.autograd.grad(grads, p, grad_outputs=v, retain_graph=it < iters - 1)
-            lam = sum((a * b).flatten(1).sum(1) for a, b in zip(v, hv))  # Rayleigh quotient, v unit
-            norm = torch.sqrt(sum(h.pow(2).flatten(1).sum(1) for h in hv)).clamp_min(1e-30)
-            v = [h.detach() / norm.view(-1, *([1] * (h.dim() - 1))) for h in hv]
+
+        def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            return list(torch.autograd.grad(grads, p, grad_outputs=v, retain_graph=True))
+
+        def power(v: list[torch.Tensor], shift: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            # power iteration on (H - shift I); returns the Rayleigh quotient of H itself
+            lam = torch.zeros(ms.r, device=ms.device, dtype=ms.dtype)
+            for _ in range(iters):
+                hv = hvp(v)
+                lam = sum((a * b).flatten(1).sum(1) for a, b in zip(v, hv))  # v^T H v, v unit
+                hv = [h - _bcast(shift, h) * a for h, a in zip(hv, v)]
+                norm = torch.sqrt(sum(h.pow(2).flatten(1).sum(1) for h in hv)).clamp_min(1e-30)
+                v = [h.detach() / _bcast(norm, h) for h in hv]
+            return lam, v
+
+        zero = torch.zeros(ms.r, device=ms.device, dtype=ms.dtype)
+        lam, _ = power(_start_vectors(ms, p), zero)
+        # Power iteration finds the eigenvalue of largest |value|. Where that one is
+        # negative (an indefinite Hessian, e.g. under an L1 loss), a second pass on
+        # H - lam I (positive semi-definite there) finds the top *algebraic* eigenvalue.
+        neg = lam < 0
+        if bool(neg.any()):
+            lam2, _ = power(_start_vectors(ms, p), torch.where(neg, lam, zero))
+            lam = torch.where(neg, lam2, lam)
     return lam.detach()
+
+
+def _bcast(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-model values (R,) shaped to broadcast against a stacked tensor (R, ...)."""
+    return x.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _start_vectors(ms, p: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -175,7 +202,7 @@ def test_metrics(out: np.ndarray, data, classification: bool) -> dict[str, float
         err = 1.0 - correct.mean(axis=1)
         noisy = np.asarray(data.y_test_noisy)
         logp = np.log(np.clip(prob[:, np.arange(n), noisy], 1e-12, None))
-        res["test_loss"] = float(-logp.mean())
+        res["test_loss"] = float(min(-logp.mean(), LOSS_CAP))
         res["test_error"] = float(err.mean())
         res["generalization"] = 1.0 - res["test_error"]
         res["ece"] = float(np.mean([ece(prob[i], labels) for i in range(k)]))
@@ -192,13 +219,13 @@ def test_metrics(out: np.ndarray, data, classification: bool) -> dict[str, float
         se = ((out - target) ** 2).sum(-1)  # (K, n)
         nmse = se.mean(axis=1) / var_y
         noisy = np.asarray(data.y_test_noisy, dtype=np.float64).reshape(n, c)
-        res["test_loss"] = float(min(((out - noisy) ** 2).mean(), LOG_CAP))
-        res["test_error"] = float(min(nmse.mean(), LOG_CAP))
+        res["test_loss"] = float(min(((out - noisy) ** 2).mean(), LOSS_CAP))
+        res["test_error"] = float(min(nmse.mean(), LOSS_CAP))
         res["generalization"] = float(np.clip(1.0 - nmse, -1.0, 1.0).mean())
         res["ece"] = None
         if groups is not None:
             risk = [_group_gap(se[i] / var_y, groups) for i in range(k)]
-            res["deployment_risk"] = float(min(np.mean(risk), LOG_CAP))
+            res["deployment_risk"] = float(min(np.mean(risk), LOSS_CAP))
         else:
             res["deployment_risk"] = None
     return res
