@@ -16,7 +16,9 @@ For every column edge ``t → o`` of the graph whose columns are in the table,
    identification gives a minimal set satisfying the single-door criterion;
    the outcome's other observed parents are added (always admissible, and they
    absorb outcome variance). With ``adjust="all_levers"`` every randomized
-   lever and context column is added as well. The union is checked with
+   lever and context column is added as well, including the randomized levers
+   the graph has no node for (:func:`causal.variables.design_covariates`:
+   ``task``/``problem``/``noise_dist`` contrasts, ``depth``, ``steps``). The union is checked with
    networkx d-separation; an edge without a valid set is *skipped* with the
    reason (e.g. a missing mediator that confounds it).
 4. *Estimation*: ``method="linear"`` — OLS through DoWhy's
@@ -53,6 +55,7 @@ import pandas as pd
 from causal.errors import ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
 from causal.results import Result
+from causal.variables import design_covariates
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -345,8 +348,18 @@ def fit_edges(
     full = graph.column_graph()
     observed = [n for n in full.nodes if not _usable(data, n)]
     gid = _dowhy.identification_graph(full, observed)
-    extra = _levers(gid) if adjust == "all_levers" else []
     numeric = pd.DataFrame({c: np.asarray(data[c], dtype="float64") for c in observed}, index=data.index)
+    extra: list[str] = []
+    if adjust == "all_levers":
+        # randomized levers outside the graph (task, depth, steps, ...) join as
+        # isolated roots: always admissible, and they absorb real confounding of
+        # mediator -> mediator edges that the book's graph does not draw
+        design = design_covariates(data).drop(columns=list(numeric.columns), errors="ignore")
+        numeric = pd.concat([numeric, design], axis=1)
+        data = pd.concat([data, design.drop(columns=[c for c in design.columns if c in data.columns])], axis=1)
+        gid = gid.copy()
+        gid.add_nodes_from(design.columns, kind="lever", concept="design")
+        extra = _levers(gid)
 
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []

@@ -79,3 +79,46 @@ def add_contrasts(df: pd.DataFrame) -> pd.DataFrame:
         for lv, name in zip(cat.levels, cat.contrasts):
             out[name] = (values == lv).astype("float64").where(values.notna())
     return out
+
+
+# ---- randomized levers that are not nodes of the book's graph ------------------------
+#: Categorical raw levers that are randomized but have no node in the book's graph,
+#: with their reference level. Their contrasts (one per observed non-reference
+#: level, so new task families need no code change) join the adjustment set of
+#: ``fit_edges(adjust="all_levers")``. ``arch`` and ``loss`` are left out on
+#: purpose: ``inductive_bias`` and ``loss_matched`` are (nearly) functions of them,
+#: and adjusting for a treatment's own determinants only inflates its variance.
+DESIGN_CATEGORICALS: dict[str, str] = {"task": "teacher", "problem": "classification", "noise_dist": "gaussian"}
+#: Numeric raw levers that are randomized but have no node in the graph. ``depth``
+#: drives gradient stability and sharpness beside capacity; ``steps`` drives
+#: convergence and sharpness. ``width`` is left out: with ``depth`` it nearly
+#: determines ``capacity``.
+DESIGN_NUMERIC: tuple[str, ...] = ("depth", "steps")
+
+
+def design_covariates(df: pd.DataFrame) -> pd.DataFrame:
+    """Randomized levers outside the graph as numeric columns (float64).
+
+    Categorical levers in :data:`DESIGN_CATEGORICALS` become 0/1 contrasts named
+    ``f"{column}_{level}"``; numeric levers in :data:`DESIGN_NUMERIC` are copied.
+    Absent columns and columns that do not vary are left out, so the result may
+    have no columns.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> design_covariates(pd.DataFrame({"task": ["teacher", "mnist1d"], "depth": [1, 3]})).columns.tolist()
+    ['task_mnist1d', 'depth']
+    """
+    out: dict[str, pd.Series] = {}
+    for col, ref in DESIGN_CATEGORICALS.items():
+        if col not in df.columns:
+            continue
+        values = df[col].astype("string")
+        for level in sorted(set(values.dropna().unique()) - {ref}):
+            out[f"{col}_{level}"] = (values == level).astype("float64").where(values.notna())
+    for col in DESIGN_NUMERIC:
+        if col in df.columns and pd.api.types.is_numeric_dtype(df[col]):
+            out[col] = df[col].astype("float64")
+    frame = pd.DataFrame(out, index=df.index)
+    return frame.loc[:, [c for c in frame.columns if frame[c].nunique(dropna=True) > 1]]
