@@ -16,7 +16,9 @@ mixed levers trains as one computation: ``lr``, ``weight_decay``,
 models), batch size (a row mask over the padded minibatch), ``n_train`` (index
 sampling and a row mask over the padded training set) and init scale (applied
 at initialization). Inside a group runs are sorted by (steps, batch) before
-being cut into chunks of ``chunk_size`` models, so chunks waste little.
+being cut into chunks of ``chunk_size`` models, so chunks waste little; within
+a chunk, Adam runs come last so the optimizer updates contiguous row blocks.
+On CPU, :func:`train_runs` first tunes glibc malloc (see :func:`_tune_malloc`).
 """
 
 from __future__ import annotations
