@@ -34,6 +34,8 @@ also get a latent common cause: they come from one draw and are dependent.
 
 from __future__ import annotations
 
+from causal._threads import single_threaded  # re-exported: the adapter's callers use it
+
 import contextlib
 import itertools
 import logging
@@ -85,25 +87,6 @@ def quiet() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """Limit BLAS/OpenMP pools to one thread for the many small fits of an analysis.
-
-    Each regression here is small (thousands of rows, tens of columns); thread
-    pools only add overhead, and on a busy machine OpenMP workers spin-wait:
-    measured on 2 shared cores, double ML on 4 edges took 238 s with default
-    pools and 6 s with one thread. Uses ``threadpoolctl`` (installed with
-    scikit-learn) when available.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(limits=1):
-        yield
 
 
 # ---- graphs ---------------------------------------------------------------------

@@ -34,8 +34,7 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from causal._threads import single_threaded
 from causal.errors import ConfigError, GraphError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
 from causal.results import Result
@@ -69,22 +69,7 @@ _BLOCK_CELLS = 4_000_000
 
 
 # ---- helpers shared with falsify/stability ----------------------------------------
-@contextlib.contextmanager
-def single_thread_blas() -> Iterator[None]:
-    """Run the enclosed linear algebra on one BLAS thread.
-
-    The analyses here are many small least-squares problems; OpenBLAS's
-    threads only add synchronization, which on a shared 2-core machine made
-    ``falsify`` 4-10x slower (measured). Uses ``threadpoolctl`` (a
-    scikit-learn dependency) when available.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+single_thread_blas = single_threaded  # the name falsify/stability import
 
 
 def parse_path(path: str | Sequence[str]) -> tuple[str, ...]:
@@ -157,7 +142,6 @@ def weighted_ols(X: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray
     """
     y2 = y[:, None] if y.ndim == 1 else y
     n, p = X.shape
-    q = y2.shape[1]
     # centre on the full-data means: the intercept absorbs the shift, conditioning improves
     F = np.column_stack([np.ones(n), X - X.mean(0), y2 - y2.mean(0)])  # (n, 1+p+q)
     k = F.shape[1]
