@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     total = wall
 
     try:
-        from causal.mediation import mediation_paths
+        from causal.mediate import mediation_paths
     except ImportError:
         mediation_paths = None
     if mediation_paths is not None:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("mediation_paths (defaults)", wall, peak, f"{len(med.summary)} rows"))
         total += wall
     try:
-        from causal.falsify import falsify
+        from causal.graph_tests import falsify
     except ImportError:
         falsify = None
     if falsify is not None:

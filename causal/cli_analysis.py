@@ -104,7 +104,7 @@ def _write(result: Any, out: str | None) -> None:
 def _mediate(args: argparse.Namespace) -> int:
     _check_out(args.out)
     from causal.load import load_runs
-    from causal.mediation import mediation_paths
+    from causal.mediate import mediation_paths
 
     df = load_runs(args.data)
     table = mediation_paths(df, args.path, n_boot=args.n_boot, seed=args.seed, alpha=args.alpha,
@@ -116,7 +116,7 @@ def _mediate(args: argparse.Namespace) -> int:
 
 def _falsify(args: argparse.Namespace) -> int:
     _check_out(args.out)
-    from causal.falsify import falsify
+    from causal.graph_tests import falsify
     from causal.load import load_runs
 
     df = load_runs(args.data)

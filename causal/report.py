@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 
 from causal.edges import EdgeEffects, fit_edges
-from causal.falsify import FalsifyResult, falsify
+from causal.graph_tests import FalsifyResult, falsify
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.mediation import MediationTable, mediation_paths
+from causal.mediate import MediationTable, mediation_paths
 from causal.results import Result, format_table
 from causal.stability import SignCheck, check_signs
 

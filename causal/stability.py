@@ -47,7 +47,7 @@ import pandas as pd
 
 from causal.errors import BaselineError, ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.mediation import bootstrap_counts, single_thread_blas, usable_columns, weighted_ols
+from causal.mediate import bootstrap_counts, single_thread_blas, usable_columns, weighted_ols
 from causal.results import Result
 from causal.variables import add_contrasts
 

@@ -31,3 +31,17 @@ def test_unknown_concept_in_edge_is_refused():
 def test_import_causal_does_not_import_torch():
     code = "import sys, causal; causal.BOOK_DAG; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_public_functions_are_functions_even_after_their_modules_load():
+    # a submodule named like a public function would shadow it once imported
+    import importlib
+
+    import causal
+
+    for name in ("load_runs", "fit_edges", "mediation", "falsify", "check_signs"):
+        getattr(causal, name)
+    for mod in ("causal.load", "causal.edges", "causal.mediate", "causal.graph_tests", "causal.stability"):
+        importlib.import_module(mod)
+    for name in ("load_runs", "fit_edges", "mediation", "falsify", "check_signs"):
+        assert callable(getattr(causal, name)) and not isinstance(getattr(causal, name), type(causal)), name

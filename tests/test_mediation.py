@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from causal.errors import ConfigError, GraphError, SchemaError
-from causal.mediation import default_paths, mediation, mediation_paths, parse_path
+from causal.mediate import default_paths, mediation, mediation_paths, parse_path
 from causal.simulate import simulate_linear_scm
 
 CHAIN = "residual -> gradient_stability -> convergence -> generalization"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from causal.errors import ConfigError, SchemaError
-from causal.falsify import falsify, implications
+from causal.graph_tests import falsify, implications
 from causal.graph import BOOK_DAG, CausalGraph
 from causal.simulate import simulate_linear_scm
 

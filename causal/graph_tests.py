@@ -66,7 +66,7 @@ from scipy import stats
 
 from causal.errors import ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.mediation import single_thread_blas, usable_columns
+from causal.mediate import single_thread_blas, usable_columns
 from causal.results import Result, format_table
 from causal.variables import CONTRAST_COLUMNS, add_contrasts
 
