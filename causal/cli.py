@@ -1,10 +1,11 @@
 """The ``udl`` command line: thin commands that parse, call the library, write files.
 
 Each command group lives beside the code it drives and registers itself here:
-``udl generate`` in :mod:`runs_generator.cli`; ``udl fit``/``dag``/``report`` in
+``udl generate`` in :mod:`runs_generator.cli`; ``udl fit``/``dag`` in
 :mod:`causal.cli_fit`; ``udl mediate``/``falsify``/``check`` in
-:mod:`causal.cli_analysis`. Registration modules import nothing heavy (no torch,
-no DoWhy) so ``udl --version`` answers fast.
+:mod:`causal.cli_analysis`; ``udl report`` in :mod:`causal.cli_report`.
+Registration modules import nothing heavy (no torch, no DoWhy) so
+``udl --version`` answers fast.
 """
 
 from __future__ import annotations
@@ -35,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"udl-causal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a command group not built yet
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

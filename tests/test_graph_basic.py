@@ -45,3 +45,12 @@ def test_public_functions_are_functions_even_after_their_modules_load():
         importlib.import_module(mod)
     for name in ("load_runs", "fit_edges", "mediation", "falsify", "check_signs"):
         assert callable(getattr(causal, name)) and not isinstance(getattr(causal, name), type(causal)), name
+
+
+def test_cli_parser_builds_without_heavy_imports():
+    code = (
+        "import sys; from causal.cli import build_parser; build_parser(); "
+        "heavy = [m for m in ('torch', 'dowhy', 'matplotlib.pyplot', 'statsmodels.api') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
