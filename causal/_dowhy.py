@@ -309,7 +309,7 @@ def _ols_hc3(y: np.ndarray, x: np.ndarray, alpha: float) -> tuple[float, float, 
     b, se = float(beta[0] / scale[0]), float(np.sqrt(cov[0, 0]) / scale[0])
     dof = n - k - 1
     tcrit = float(stats.t.ppf(1 - alpha / 2, dof))
-    p = float(2 * stats.t.sf(abs(b / se), dof)) if se > 0 else 0.0
+    p = float(2 * stats.t.sf(abs(b / se), dof)) if se > 0 else float("nan")
     return b, se, b - tcrit * se, b + tcrit * se, p
 
 
@@ -414,7 +414,7 @@ def estimate_dml(
     psi = (ry - theta * rt) * rt
     std_error = float(np.sqrt(np.mean(psi**2) / denom**2 / n))
     zcrit = float(stats.norm.ppf(1 - alpha / 2))
-    p_value = float(2 * stats.norm.sf(abs(theta / std_error))) if std_error > 0 else 0.0
+    p_value = float(2 * stats.norm.sf(abs(theta / std_error))) if std_error > 0 else float("nan")
     return Estimate(theta, std_error, theta - zcrit * std_error, theta + zcrit * std_error, p_value, n)
 
 

@@ -110,11 +110,18 @@ def verdict(expected_sign: str, estimate: float, p_adjusted: float, alpha: float
 
 
 def _adjust_p(p: np.ndarray, method: str) -> np.ndarray:
+    """Corrected p-values; NaN p-values stay NaN and do not count as tests
+    (statsmodels' BH would turn every value NaN)."""
+    p = np.asarray(p, dtype=float)
     if method == "none" or len(p) == 0:
         return p.copy()
     from statsmodels.stats.multitest import multipletests
 
-    return multipletests(p, method=method)[1]
+    out = np.full(len(p), np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method=method)[1]
+    return out
 
 
 # ---- result ------------------------------------------------------------------------
@@ -378,6 +385,9 @@ def fit_edges(
             adjustment = [c for c in ident.adjustment if sub[c].nunique() > 1]  # constants are collinear
             if sub[ce.treatment].nunique() < 2:
                 skipped.append({**base, "reason": f"treatment {ce.treatment!r} does not vary in the {len(sub)} complete rows"})
+                continue
+            if sub[ce.outcome].nunique() < 2:
+                skipped.append({**base, "reason": f"outcome {ce.outcome!r} does not vary in the {len(sub)} complete rows"})
                 continue
             if len(sub) < len(adjustment) + 5:
                 skipped.append({**base, "reason": f"too few complete rows ({len(sub)}) for {len(adjustment)} adjustment columns"})

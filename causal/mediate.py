@@ -581,7 +581,12 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
         "path", "source", "target", "mediators", "estimate", "std_error", "ci_low", "ci_high", "p_value",
         "direct", "other_indirect", "total", "total_ci_low", "total_ci_high", "share", "n"])
     if len(summary) and correction != "none":
-        summary.insert(9, "p_adjusted", multipletests(summary["p_value"].to_numpy(float), method=correction)[1])
+        pv = summary["p_value"].to_numpy(float)
+        adjusted = np.full(len(pv), np.nan)
+        ok = np.isfinite(pv)  # a NaN p-value is not a test (BH would turn every value NaN)
+        if ok.any():
+            adjusted[ok] = multipletests(pv[ok], method=correction)[1]
+        summary.insert(9, "p_adjusted", adjusted)
     else:
         summary.insert(9, "p_adjusted", summary["p_value"].astype(float))
     return MediationTable(summary, {" -> ".join(p): results[p] for p in parsed}, n_boot, alpha, seed, correction)

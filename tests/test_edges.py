@@ -205,3 +205,17 @@ def test_all_levers_adjusts_for_randomized_levers_outside_the_graph(seed):
     assert not graph_fit["ci_low"] <= truth <= graph_fit["ci_high"]
     assert all_fit["ci_low"] - 0.02 <= truth <= all_fit["ci_high"] + 0.02
     assert "depth" in all_fit["adjustment"].split(",") and "task_mnist1d" in all_fit["adjustment"].split(",")
+
+
+def test_constant_outcome_is_skipped_and_nan_p_values_do_not_poison_bh():
+    from causal.edges import _adjust_p
+
+    df = simulate_linear_scm(800, seed=0).data
+    df["sharpness"] = 1.0
+    fx = fit_edges(df, correction="fdr_bh")
+    assert not (fx.summary["outcome"] == "sharpness").any()
+    reasons = fx.skipped.loc[fx.skipped["outcome"] == "sharpness", "reason"]
+    assert len(reasons) == 3 and reasons.str.contains("does not vary").all()
+    assert fx.summary["p_adjusted"].notna().all()
+    adj = _adjust_p(np.array([0.001, np.nan, 0.02]), "fdr_bh")
+    assert np.isnan(adj[1]) and adj[0] == pytest.approx(0.002) and adj[2] == pytest.approx(0.02)
