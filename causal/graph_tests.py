@@ -64,9 +64,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from causal._threads import single_threaded
 from causal.errors import ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.mediate import single_thread_blas, usable_columns
+from causal.mediate import usable_columns
 from causal.results import Result, format_table
 from causal.variables import CONTRAST_COLUMNS, add_contrasts
 
@@ -400,7 +401,7 @@ def falsify(df: pd.DataFrame, *, graph: CausalGraph = BOOK_DAG, test: TestName =
     rng = np.random.default_rng(seed)  # seeded right before the stochastic step (kernel subsamples)
     values, col = data.to_numpy(), {c: i for i, c in enumerate(keep)}
     rows: list[dict[str, Any]] = []
-    with single_thread_blas():
+    with single_threaded():
         for x, ys, given in implications(g):
             if max_conditioning is not None and len(given) > max_conditioning:
                 skipped[f"{x} ⟂ * | {len(given)} parents"] = f"conditioning set larger than {max_conditioning}"

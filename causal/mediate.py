@@ -59,7 +59,6 @@ __all__ = [
     "parse_path",
     "bootstrap_counts",
     "usable_columns",
-    "single_thread_blas",
 ]
 
 Correction = Literal["holm", "fdr_bh", "bonferroni", "none"]
@@ -69,9 +68,6 @@ _BLOCK_CELLS = 4_000_000
 
 
 # ---- helpers shared with falsify/stability ----------------------------------------
-single_thread_blas = single_threaded  # the name falsify/stability import
-
-
 def parse_path(path: str | Sequence[str]) -> tuple[str, ...]:
     """Split ``"a -> b -> c"`` (or ``→``) into column names; lists pass through."""
     if isinstance(path, str):
@@ -532,7 +528,7 @@ def mediation(df: pd.DataFrame, path: str | Sequence[str], *, graph: CausalGraph
         A path column is missing or unusable.
     """
     p = parse_path(path)
-    with single_thread_blas():
+    with single_threaded():
         return _run_paths(df, [p], graph, n_boot, seed, alpha)[p]
 
 
@@ -560,7 +556,7 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
         raise ConfigError(f"correction must be 'holm', 'fdr_bh', 'bonferroni' or 'none', got {correction!r}")
     parsed = default_paths(df, graph) if paths is None else [parse_path(p) for p in paths]
     parsed = list(dict.fromkeys(parsed))
-    with single_thread_blas():
+    with single_threaded():
         results = _run_paths(df, parsed, graph, n_boot, seed, alpha) if parsed else {}
     rows = []
     for p in parsed:

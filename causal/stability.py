@@ -45,9 +45,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from causal._threads import single_threaded
 from causal.errors import BaselineError, ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.mediate import bootstrap_counts, single_thread_blas, usable_columns, weighted_ols
+from causal.mediate import bootstrap_counts, usable_columns, weighted_ols
 from causal.results import Result
 from causal.variables import add_contrasts
 
@@ -414,7 +415,7 @@ def bootstrap_sign_stability(df: pd.DataFrame, *, effects: Any = None, graph: Ca
         regressors = tuple(sorted({t, *[a for a in adj if a in present]}))
         groups.setdefault((o, regressors), []).append(t)
     rows = []
-    with single_thread_blas():
+    with single_threaded():
         for (o, regressors), treatments in groups.items():
             sub = data[[o, *regressors]].astype("float64").dropna()
             regressors = tuple(c for c in regressors if c in treatments or sub[c].nunique() > 1)

@@ -18,13 +18,7 @@ FLOAT_FIELDS = [f.name for f in fields(__import__("runs_generator.spec", fromlis
                 if f.name not in ("n_params", "diverged", "wall_time_s", "extra", "deployment_risk", "ece")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Single-threaded torch: tiny models on a shared 2-core machine stall on OpenMP spinning."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _mixed_runs(seed: int) -> tuple[list, list]:
