@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--chunk-size", type=int, default=32)
+    ap.add_argument("--chunk-size", type=int, default=None, help="models per chunk (default: automatic, as the sweep)")
     ap.add_argument("--engines", default="naive,batched")
     ap.add_argument("--repeats", type=int, default=1, help="alternate the engines this many times; report the best")
     args = ap.parse_args()
@@ -97,7 +97,7 @@ def main() -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{args.threads} thread(s); load average (1/5/15 min) before {load_before}, after {load()}")
     print(f"{args.runs} runs x {args.replicas} replicas, MLP width {args.width} depth {args.depth}, batch {args.batch}, "
-          f"{args.steps} steps, chunk size {args.chunk_size}, best of {args.repeats}\n")
+          f"{args.steps} steps, chunk size {args.chunk_size or "auto"}, best of {args.repeats}\n")
     print("| engine | wall s (each repeat) | runs/s | models/s | GFLOP/s (train) | fraction of 2048² mm |")
     print("|---|---|---|---|---|---|")
     for engine, times in rows.items():

@@ -1,8 +1,10 @@
 """The batched training loop: R stacked models, one autograd graph per step.
 
 Per step: gather every model's minibatch with one ``index_select`` (R, B, *in),
-forward through bmm layers, per-model losses (R,), one backward of their sum
-(the models are independent, so each gets its own gradient), then a
+forward through bmm layers, per-model losses (R,), and a hand-written backward
+(:func:`runs_generator._fused.loss_and_grads`, equal to autograd through
+:func:`~runs_generator.models.forward`) that writes every model's gradient into
+one (R, P) buffer, then a
 :class:`FlatOptimizer` step on all parameters at once: every model's
 parameters live in one (R, P) tensor (the named parameters are views of it),
 so SGD / momentum / Adam with per-model lr and weight decay is a dozen ops
@@ -23,6 +25,7 @@ import time
 import torch
 
 from runs_generator._data import STREAM_CHUNK, eval_steps, model_seed
+from runs_generator._fused import loss_and_grads
 from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, ModelSet
 from runs_generator._results import TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
@@ -137,6 +140,8 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
     shapes = {k: v.shape[1:] for k, v in params.items()}
     flat = torch.cat([v.reshape(r, -1) for v in params.values()], dim=1)  # (R, P)
     params = _views(flat, shapes)
+    g = torch.empty_like(flat)  # every step's gradients, (R, P); grads holds views of it
+    grads = _views(g, shapes)
     opt = FlatOptimizer(ms, flat)
     xb, yb, rowmask, batch_idx = _batches(ms)
     dropout = ms.dropout if bool((ms.dropout > 0).any()) else None
@@ -165,13 +170,10 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
             xb = ms.x.flatten(0, 1).index_select(0, it).view(r, -1, *ms.x.shape[2:])
             yb = ms.y.flatten(0, 1).index_select(0, it).view(r, -1, *ms.y.shape[2:])
         xa = _augment(ms, xb, gen, shift) if any_aug else xb
-        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}  # share flat's storage
-        out = forward(ms.spec, leaves, xa, mode="train", running=running, residual=ms.residual,
-                      dropout=dropout, rowmask=rowmask, active=active, generator=gen)
-        losses = ms.objective(out, yb, rowmask)  # (R,)
-        grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
         with torch.no_grad():
-            g = torch.cat([gi.reshape(r, -1) for gi in grads], dim=1)  # (R, P)
+            losses = loss_and_grads(ms.spec, params, grads, xa, yb, ms.objective, running=running,
+                                    residual=ms.residual, dropout=dropout, rowmask=rowmask, active=active,
+                                    generator=gen)  # (R,); gradients written into g
             gsq.addcmul_(active, torch.linalg.vecdot(g, g))
             nonfinite |= ~torch.isfinite(losses) & (active > 0)
             opt.step(g, t)

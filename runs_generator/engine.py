@@ -16,7 +16,8 @@ mixed levers trains as one computation: ``lr``, ``weight_decay``,
 models), batch size (a row mask over the padded minibatch), ``n_train`` (index
 sampling and a row mask over the padded training set) and init scale (applied
 at initialization). Inside a group runs are sorted by (steps, batch) before
-being cut into chunks of ``chunk_size`` models, so chunks waste little; within
+being cut into chunks of ``chunk_size`` models (by default sized per group so
+a chunk's activations stay in cache, :func:`auto_chunk_size`), so chunks waste little; within
 a chunk, Adam runs come last so the optimizer updates contiguous row blocks.
 On CPU, :func:`train_runs` first tunes glibc malloc (see :func:`_tune_malloc`).
 """
@@ -34,9 +35,14 @@ import torch
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 from causal.errors import ConfigError
 
-__all__ = ["train_runs", "group_key", "resolve_device", "SMALL_WORK"]
+__all__ = ["train_runs", "group_key", "resolve_device", "auto_chunk_size", "SMALL_WORK", "ACTIVATION_BUDGET", "MAX_CHUNK"]
 
 SMALL_WORK = 2**20  # multiply-adds per model step below which batch sizes share a bucket
+#: hidden-activation elements (models x batch x positions x width) per chunk when
+#: ``chunk_size`` is automatic: keeps a chunk's activations in cache (CNN chunks of
+#: 32 models at width 16 and batch 128 spilled to DRAM and ran ~1.5x slower per run)
+ACTIVATION_BUDGET = 2**19
+MAX_CHUNK = 64  # models per automatic chunk
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -98,6 +104,21 @@ def _batch_bucket(config: RunConfig) -> int:
     return int(math.ceil(math.log2(b)))
 
 
+def auto_chunk_size(configs: Sequence[RunConfig], data: Sequence[TaskData]) -> int:
+    """Models per chunk for one group: :data:`ACTIVATION_BUDGET` over one model's activations.
+
+    One model's hidden activation is (padded batch) x (positions: 1 for an MLP,
+    the feature-map length for a CNN) x width elements; the result is clamped
+    to [1, :data:`MAX_CHUNK`] (a run's replicas always share a chunk).
+    """
+    from runs_generator._modelset import arch_spec
+
+    spec = arch_spec(configs[0], data[0])
+    batch = max(c.effective_batch for c in configs)
+    per_model = batch * spec.length * max(spec.width, 1)
+    return int(min(MAX_CHUNK, max(1, ACTIVATION_BUDGET // per_model)))
+
+
 def group_key(config: RunConfig) -> tuple:
     """The shape key of runs that can train as one batched computation (sortable)."""
     return (
@@ -118,7 +139,7 @@ def train_runs(
     engine: Literal["batched", "naive"] = "batched",
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-    chunk_size: int = 32,
+    chunk_size: int | None = None,
 ) -> list[RunMetrics]:
     """Train every run's K replicas and measure them; results in the order of ``configs``.
 
@@ -128,7 +149,8 @@ def train_runs(
     engine : 'batched' (stacked models, default) or 'naive' (one module per replica).
     device : 'auto', 'cpu', 'cuda' or a torch.device.
     dtype : parameter and data dtype (float64 for equivalence tests).
-    chunk_size : models (runs x replicas) per batched computation; a run is never split.
+    chunk_size : models (runs x replicas) per batched computation; a run is never
+        split. None (default) sizes each group's chunks by :func:`auto_chunk_size`.
     """
     from runs_generator._modelset import build_model_set
     from runs_generator._trainer import train_model_set
@@ -138,7 +160,7 @@ def train_runs(
         raise ConfigError(f"train_runs needs one TaskData per RunConfig; got {len(configs)} configs and {len(data)} data")
     if engine not in ("batched", "naive"):
         raise ConfigError(f"engine must be 'batched' or 'naive'; got {engine!r}")
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1; got {chunk_size}")
     for c, d in zip(configs, data):
         _check(c, d)
@@ -154,10 +176,11 @@ def train_runs(
     results: list[RunMetrics | None] = [None] * len(configs)
     for members in groups.values():
         members.sort(key=lambda i: (configs[i].steps, configs[i].effective_batch, configs[i].n_train, i))
+        size = chunk_size or auto_chunk_size([configs[i] for i in members], [data[i] for i in members])
         chunk: list[int] = []
         n_models = 0
         for i in members + [-1]:
-            if i >= 0 and (not chunk or n_models + configs[i].replicas <= chunk_size):
+            if i >= 0 and (not chunk or n_models + configs[i].replicas <= size):
                 chunk.append(i)
                 n_models += configs[i].replicas
                 continue

@@ -32,7 +32,17 @@ from torch import nn
 
 from runs_generator.spec import Arch, Normalization
 
-__all__ = ["ArchSpec", "param_shapes", "count_params", "init_params", "init_running", "forward", "NaiveNet", "stack_modules"]
+__all__ = [
+    "ArchSpec",
+    "param_shapes",
+    "count_params",
+    "init_params",
+    "init_running",
+    "update_running",
+    "forward",
+    "NaiveNet",
+    "stack_modules",
+]
 
 BN_EPS = 1e-5
 LN_EPS = 1e-5
@@ -155,16 +165,33 @@ def _batchnorm(
         mean = (z * m).sum(dim=1, keepdim=True) / n.view(-1, 1, 1)
         var = (((z - mean) ** 2) * m).sum(dim=1, keepdim=True) / n.view(-1, 1, 1)
     if mode == "train":
-        with torch.no_grad():  # torch.nn.BatchNorm: momentum 0.1, unbiased running variance
-            rm, rv = running[f"rm{i}"], running[f"rv{i}"]
-            new_m = (1 - BN_MOMENTUM) * rm + BN_MOMENTUM * mean.squeeze(1)
-            new_v = (1 - BN_MOMENTUM) * rv + BN_MOMENTUM * var.squeeze(1) * (n / (n - 1)).unsqueeze(1)
-            if active is not None:
-                keep = active.unsqueeze(1) > 0
-                new_m, new_v = torch.where(keep, new_m, rm), torch.where(keep, new_v, rv)
-            rm.copy_(new_m)
-            rv.copy_(new_v)
+        update_running(running, i, mean, var, n, active)
     return (z - mean) / torch.sqrt(var + BN_EPS)
+
+
+@torch.no_grad()
+def update_running(
+    running: dict[str, torch.Tensor],
+    i: int,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    n: torch.Tensor,
+    active: torch.Tensor | None,
+) -> None:
+    """Batch-norm running statistics of layer ``i`` after one training batch.
+
+    As ``torch.nn.BatchNorm1d``: momentum 0.1 and the unbiased batch variance.
+    ``mean``/``var`` (R, 1, W) are the batch statistics over ``n`` (R,) rows;
+    models with ``active`` 0 keep their statistics.
+    """
+    rm, rv = running[f"rm{i}"], running[f"rv{i}"]
+    new_m = (1 - BN_MOMENTUM) * rm + BN_MOMENTUM * mean.squeeze(1)
+    new_v = (1 - BN_MOMENTUM) * rv + BN_MOMENTUM * var.squeeze(1) * (n / (n - 1)).unsqueeze(1)
+    if active is not None:
+        keep = active.unsqueeze(1) > 0
+        new_m, new_v = torch.where(keep, new_m, rm), torch.where(keep, new_v, rv)
+    rm.copy_(new_m)
+    rv.copy_(new_v)
 
 
 def forward(

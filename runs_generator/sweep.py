@@ -221,6 +221,24 @@ def _init_worker() -> None:
 
 
 @contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Train in this process on one thread, like a pool worker, then restore the thread count.
+
+    With the default (one thread per core) a sweep that shares the machine with
+    any other busy process oversubscribes the cores, and torch's OpenMP threads
+    then wait on each other: a 16-run shard took 128 s that way instead of 10 s.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def _worker_env() -> Iterator[None]:
     """Set :data:`_WORKER_ENV` for spawned workers (unless the user set them), then restore."""
     added = {k: v for k, v in _WORKER_ENV.items() if k not in os.environ}
@@ -288,9 +306,10 @@ def run_sweep(cfg: SweepConfig, *, trainer: Trainer | None = None) -> SweepResul
     written = 0
     try:
         if cfg.workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                written += _run_shard(job)[1]
-                progress.update(len(job.indices))
+            with _single_thread():
+                for job in jobs:
+                    written += _run_shard(job)[1]
+                    progress.update(len(job.indices))
         else:
             written = _run_pool(jobs, min(cfg.workers, len(jobs)), progress)
     finally:

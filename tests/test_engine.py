@@ -68,6 +68,22 @@ def test_chunking_does_not_change_results() -> None:
         assert x.sharpness == pytest.approx(y.sharpness, rel=1e-6, abs=1e-9)
 
 
+def test_auto_chunk_size_keeps_activations_in_budget() -> None:
+    from runs_generator.engine import ACTIVATION_BUDGET, MAX_CHUNK, auto_chunk_size
+
+    mlp = toy_config(width=64, batch_size=128, n_train=256)
+    cnn = toy_config(task="mnist1d", arch="cnn", width=16, batch_size=128, n_train=256)
+    tiny = toy_config(width=4, batch_size=16, n_train=64)
+    n_mlp = auto_chunk_size([mlp], [toy_data(mlp)])
+    n_cnn = auto_chunk_size([cnn], [toy_data(cnn)])
+    assert n_mlp == ACTIVATION_BUDGET // (128 * 64)
+    assert n_cnn == ACTIVATION_BUDGET // (128 * 20 * 16)  # 20 feature-map positions after the strided conv
+    assert auto_chunk_size([tiny], [toy_data(tiny)]) == MAX_CHUNK
+    # the largest batch of the group sets the size
+    big = toy_config(width=64, batch_size=None, n_train=512)
+    assert auto_chunk_size([mlp, big], [toy_data(mlp), toy_data(big)]) == ACTIVATION_BUDGET // (512 * 64)
+
+
 @pytest.mark.parametrize("arch,shape", [("mlp", (7,)), ("cnn", (40,))])
 @pytest.mark.parametrize("norm", ["none", "batch", "layer"])
 def test_stacked_forward_equals_module(arch: str, shape: tuple, norm: str) -> None:

@@ -151,3 +151,22 @@ def test_resume_keeps_the_manifest_plan_even_if_the_grouping_changed(tmp_path, m
     monkeypatch.setattr(sweep, "plan_shards", new_grouping)
     generate(runs=15, seed=6, out=part, shard_size=4, trainer=fake_train, **KW)
     pd.testing.assert_frame_equal(_rows(part), _rows(full))
+
+
+def test_in_process_sweep_trains_on_one_thread_and_restores_the_count(tmp_path):
+    import torch
+
+    seen = []
+
+    def recording_train(configs, data, *, engine, device):
+        seen.append(torch.get_num_threads())
+        return fake_train(configs, data, engine=engine, device=device)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        generate(runs=4, seed=0, out=tmp_path / "s", shard_size=2, trainer=recording_train, workers=1)
+        assert len(seen) >= 2 and set(seen) == {1}  # like a pool worker: no oversubscription when the machine is shared
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
