@@ -29,15 +29,19 @@ import time
 import torch
 
 from runs_generator._toydata import toy_config, toy_data
-from runs_generator.engine import train_runs
+from runs_generator.engine import resolve_device, train_runs
 
 
-def mm_gflops(reps: int = 5) -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def mm_gflops(device: torch.device = torch.device("cpu"), reps: int = 5) -> float:
+    """GFLOP/s of a float32 2048 x 2048 ``torch.mm`` on ``device``."""
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
     a @ b
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync()
     return 2 * 2048**3 * reps / (time.perf_counter() - t) / 1e9
 
 
@@ -72,6 +76,7 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=None, help="models per chunk (default: automatic, as the sweep)")
     ap.add_argument("--engines", default="naive,batched")
     ap.add_argument("--repeats", type=int, default=1, help="alternate the engines this many times; report the best")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (GFLOP/s fraction is then against the device's mm)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n_in, n_out = 20, 10
@@ -85,19 +90,23 @@ def main() -> None:
     dims = [n_in] + [args.width] * args.depth + [n_out]
     macs = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     flops = 6 * macs * args.batch * args.steps * args.runs * args.replicas
-    train_runs(cfgs[:1], data[:1], engine="batched")  # warm-up
+    device = resolve_device(args.device)
+    train_runs(cfgs[:1], data[:1], engine="batched", device=device)  # warm-up
     load_before = load()
     rows: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         for engine in args.engines.split(","):
             t = time.perf_counter()
-            train_runs(cfgs, data, engine=engine, chunk_size=args.chunk_size)  # type: ignore[arg-type]
+            train_runs(cfgs, data, engine=engine, chunk_size=args.chunk_size, device=device)  # type: ignore[arg-type]
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             rows.setdefault(engine, []).append(time.perf_counter() - t)
-    peak = mm_gflops()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+    peak = mm_gflops(device)
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs{gpu}, device {device}, torch {torch.__version__}, "
           f"{args.threads} thread(s); load average (1/5/15 min) before {load_before}, after {load()}")
     print(f"{args.runs} runs x {args.replicas} replicas, MLP width {args.width} depth {args.depth}, batch {args.batch}, "
-          f"{args.steps} steps, chunk size {args.chunk_size or "auto"}, best of {args.repeats}\n")
+          f"{args.steps} steps, chunk size {args.chunk_size or 'auto'}, best of {args.repeats}\n")
     print("| engine | wall s (each repeat) | runs/s | models/s | GFLOP/s (train) | fraction of 2048² mm |")
     print("|---|---|---|---|---|---|")
     for engine, times in rows.items():
@@ -107,7 +116,7 @@ def main() -> None:
         print(f"| {engine} | {each} | {args.runs / s:.2f} | {args.runs * args.replicas / s:.1f} | {g:.1f} | {g / peak:.2f} |")
     if "naive" in rows and "batched" in rows:
         print(f"\nspeed-up batched / naive: {min(rows['naive']) / min(rows['batched']):.1f}x; "
-              f"2048² torch.mm: {peak:.1f} GFLOP/s with {args.threads} thread(s)")
+              f"2048² torch.mm: {peak:.1f} GFLOP/s on {device} ({args.threads} CPU thread(s))")
 
 if __name__ == "__main__":
     main()

@@ -35,7 +35,8 @@ import torch
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 from causal.errors import ConfigError
 
-__all__ = ["train_runs", "group_key", "resolve_device", "auto_chunk_size", "SMALL_WORK", "ACTIVATION_BUDGET", "MAX_CHUNK"]
+__all__ = ["train_runs", "group_key", "resolve_device", "auto_chunk_size", "SMALL_WORK", "ACTIVATION_BUDGET", "MAX_CHUNK",
+           "CUDA_ACTIVATION_BUDGET", "CUDA_MAX_CHUNK"]
 
 SMALL_WORK = 2**20  # multiply-adds per model step below which batch sizes share a bucket
 #: hidden-activation elements (models x batch x positions x width) per chunk when
@@ -43,6 +44,10 @@ SMALL_WORK = 2**20  # multiply-adds per model step below which batch sizes share
 #: 32 models at width 16 and batch 128 spilled to DRAM and ran ~1.5x slower per run)
 ACTIVATION_BUDGET = 2**19
 MAX_CHUNK = 64  # models per automatic chunk
+#: on a GPU the limit is memory, not cache, and larger chunks launch fewer kernels:
+#: a group of a shard usually becomes one chunk
+CUDA_ACTIVATION_BUDGET = 2**24
+CUDA_MAX_CHUNK = 4096
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -104,19 +109,25 @@ def _batch_bucket(config: RunConfig) -> int:
     return int(math.ceil(math.log2(b)))
 
 
-def auto_chunk_size(configs: Sequence[RunConfig], data: Sequence[TaskData]) -> int:
-    """Models per chunk for one group: :data:`ACTIVATION_BUDGET` over one model's activations.
+def auto_chunk_size(
+    configs: Sequence[RunConfig], data: Sequence[TaskData], device: torch.device = torch.device("cpu")
+) -> int:
+    """Models per chunk for one group: the activation budget over one model's activations.
 
     One model's hidden activation is (padded batch) x (positions: 1 for an MLP,
-    the feature-map length for a CNN) x width elements; the result is clamped
-    to [1, :data:`MAX_CHUNK`] (a run's replicas always share a chunk).
+    the feature-map length for a CNN) x width elements. On CPU the budget is
+    :data:`ACTIVATION_BUDGET` and the result is clamped to [1, :data:`MAX_CHUNK`];
+    on CUDA :data:`CUDA_ACTIVATION_BUDGET` and :data:`CUDA_MAX_CHUNK`. A run's
+    replicas always share a chunk, whatever the size.
     """
     from runs_generator._modelset import arch_spec
 
     spec = arch_spec(configs[0], data[0])
     batch = max(c.effective_batch for c in configs)
     per_model = batch * spec.length * max(spec.width, 1)
-    return int(min(MAX_CHUNK, max(1, ACTIVATION_BUDGET // per_model)))
+    cuda = torch.device(device).type == "cuda"
+    budget, cap = (CUDA_ACTIVATION_BUDGET, CUDA_MAX_CHUNK) if cuda else (ACTIVATION_BUDGET, MAX_CHUNK)
+    return int(min(cap, max(1, budget // per_model)))
 
 
 def group_key(config: RunConfig) -> tuple:
@@ -176,7 +187,7 @@ def train_runs(
     results: list[RunMetrics | None] = [None] * len(configs)
     for members in groups.values():
         members.sort(key=lambda i: (configs[i].steps, configs[i].effective_batch, configs[i].n_train, i))
-        size = chunk_size or auto_chunk_size([configs[i] for i in members], [data[i] for i in members])
+        size = chunk_size or auto_chunk_size([configs[i] for i in members], [data[i] for i in members], dev)
         chunk: list[int] = []
         n_models = 0
         for i in members + [-1]:

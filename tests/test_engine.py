@@ -69,7 +69,7 @@ def test_chunking_does_not_change_results() -> None:
 
 
 def test_auto_chunk_size_keeps_activations_in_budget() -> None:
-    from runs_generator.engine import ACTIVATION_BUDGET, MAX_CHUNK, auto_chunk_size
+    from runs_generator.engine import ACTIVATION_BUDGET, CUDA_ACTIVATION_BUDGET, MAX_CHUNK, auto_chunk_size
 
     mlp = toy_config(width=64, batch_size=128, n_train=256)
     cnn = toy_config(task="mnist1d", arch="cnn", width=16, batch_size=128, n_train=256)
@@ -82,6 +82,8 @@ def test_auto_chunk_size_keeps_activations_in_budget() -> None:
     # the largest batch of the group sets the size
     big = toy_config(width=64, batch_size=None, n_train=512)
     assert auto_chunk_size([mlp, big], [toy_data(mlp), toy_data(big)]) == ACTIVATION_BUDGET // (512 * 64)
+    # on a GPU memory, not cache, is the limit: far larger chunks
+    assert auto_chunk_size([cnn], [toy_data(cnn)], torch.device("cuda")) == CUDA_ACTIVATION_BUDGET // (128 * 20 * 16)
 
 
 @pytest.mark.parametrize("arch,shape", [("mlp", (7,)), ("cnn", (40,))])

@@ -17,7 +17,7 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def _model_set(arch: str, norm: str, problem: str, depth: int):
+def _model_set(arch: str, norm: str, problem: str, depth: int, device: torch.device = CPU):
     task = "mnist1d" if arch == "cnn" else "teacher"
     losses = ("cross_entropy", "mse", "l1") if problem == "classification" else ("mse", "l1", "mse")
     cfgs = [
@@ -28,7 +28,7 @@ def _model_set(arch: str, norm: str, problem: str, depth: int):
         for i in range(3)
     ]
     datas = [toy_data(c, n_in=5, n_outputs=3) for c in cfgs]
-    return build_model_set(cfgs, datas, CPU, torch.float64)
+    return build_model_set(cfgs, datas, device, torch.float64)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
@@ -36,32 +36,44 @@ def _model_set(arch: str, norm: str, problem: str, depth: int):
 @pytest.mark.parametrize("problem,depth", [("classification", 3), ("regression", 2), ("classification", 1)])
 @pytest.mark.parametrize("padded", [False, True])
 def test_fused_step_equals_autograd(arch: str, norm: str, problem: str, depth: int, padded: bool) -> None:
-    ms = _model_set(arch, norm, problem, depth)
+    _check_fused(arch, norm, problem, depth, padded, CPU)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_fused_step_equals_autograd_on_cuda(arch: str, norm: str) -> None:
+    _check_fused(arch, norm, "classification", 3, True, torch.device("cuda"))
+
+
+def _check_fused(arch: str, norm: str, problem: str, depth: int, padded: bool, dev: torch.device) -> None:
+    ms = _model_set(arch, norm, problem, depth, dev)
     r = ms.r
-    params = init_params(ms.spec, ms.init_seeds, [1.0] * r, CPU, torch.float64)
+    params = init_params(ms.spec, ms.init_seeds, [1.0] * r, dev, torch.float64)
     x, y = ms.x[:, :24], ms.y[:, :24]
     rowmask = None
     if padded:  # models of different batch sizes share one padded minibatch
-        rowmask = (torch.arange(24).unsqueeze(0) < torch.tensor([24, 24, 16, 16, 20, 20]).unsqueeze(1)).double()
+        counts = torch.tensor([24, 24, 16, 16, 20, 20], device=dev)
+        rowmask = (torch.arange(24, device=dev).unsqueeze(0) < counts.unsqueeze(1)).double()
     dropout = ms.dropout
-    active = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    active = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64, device=dev)
 
-    run_a, run_b = init_running(ms.spec, r, CPU, torch.float64), init_running(ms.spec, r, CPU, torch.float64)
+    run_a, run_b = init_running(ms.spec, r, dev, torch.float64), init_running(ms.spec, r, dev, torch.float64)
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    gen = torch.Generator().manual_seed(7)
+    gen = torch.Generator(device=dev).manual_seed(7)
     out = forward(ms.spec, leaves, x, mode="train", running=run_a, residual=ms.residual, dropout=dropout,
                   rowmask=rowmask, active=active, generator=gen)
     ref_losses = ms.objective(out, y, rowmask)
     ref = torch.autograd.grad(ref_losses.sum(), list(leaves.values()))
 
     p_total = sum(math.prod(v.shape[1:]) for v in params.values())
-    flat = torch.full((r, p_total), float("nan"), dtype=torch.float64)  # every entry must be written
+    flat = torch.full((r, p_total), float("nan"), dtype=torch.float64, device=dev)  # every entry must be written
     grads, o = {}, 0
     for k, v in params.items():
         n = math.prod(v.shape[1:])
         grads[k] = flat[:, o : o + n].view(v.shape)
         o += n
-    gen = torch.Generator().manual_seed(7)
+    gen = torch.Generator(device=dev).manual_seed(7)
     losses = loss_and_grads(ms.spec, params, grads, x, y, ms.objective, running=run_b, residual=ms.residual,
                             dropout=dropout, rowmask=rowmask, active=active, generator=gen)
     torch.testing.assert_close(losses, ref_losses.detach(), rtol=1e-12, atol=1e-12)
