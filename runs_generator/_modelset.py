@@ -6,7 +6,7 @@ engine for one run (its K replicas), so measurements run on the same layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
 import torch
@@ -91,6 +91,21 @@ class ModelSet:
     @property
     def loss_kinds(self) -> list[int]:
         return sorted({LOSS_CODES[c.loss] for c in self.configs})
+
+    def subset(self, models: Sequence[int]) -> "ModelSet":
+        """The models at positions ``models`` as a ModelSet of their own (configs and data shared)."""
+        idx = list(models)
+        sel = torch.tensor(idx, device=self.device, dtype=torch.int64)
+        changes = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("spec", "configs", "datas", "classification"):
+                continue
+            if isinstance(v, torch.Tensor):
+                changes[f.name] = v.index_select(0, sel)
+            else:
+                changes[f.name] = [v[i] for i in idx]
+        return replace(self, **changes)
 
     def rowmask(self, counts: torch.Tensor, n: int) -> torch.Tensor | None:
         """(R, n) 1/0 mask of real rows, or None when every model fills all n rows."""

@@ -31,6 +31,7 @@ from runs_generator.models import forward
 __all__ = [
     "HESSIAN_ITERS",
     "HESSIAN_SUBSAMPLE",
+    "HESSIAN_BASIS_BYTES",
     "GRADSTAB_SUBSAMPLE",
     "LOG_FLOOR",
     "LOSS_CAP",
@@ -48,6 +49,8 @@ __all__ = [
 #: worse than the 20-step power iteration (+ shifted pass) it replaced.
 HESSIAN_ITERS = 12
 HESSIAN_SUBSAMPLE = 256
+#: at most this many bytes of Lanczos bases at once (models x iters x parameters)
+HESSIAN_BASIS_BYTES = 2**30
 GRADSTAB_SUBSAMPLE = 512
 STREAM_HESSIAN = 3
 #: Lanczos breakdown: the reorthogonalized residual is below this many machine
@@ -120,10 +123,28 @@ def top_hessian_eigenvalue(ms, params: dict[str, torch.Tensor], iters: int = HES
     tridiagonal matrix stops growing there. A model with non-finite
     parameters or Hessian-vector products gets NaN (which
     :func:`safe_log10` sends to the cap); the other models are unaffected.
+
+    Memory: each model's basis is ``iters`` copies of its parameters; models
+    whose bases together would exceed :data:`HESSIAN_BASIS_BYTES` are measured
+    in groups (same values, more passes).
     """
+    k = max(1, int(iters))
+    n_params = sum(t[0].numel() for t in params.values())
+    per_model = max(1, HESSIAN_BASIS_BYTES // (k * n_params * ms.x.element_size()))
+    if ms.r > per_model:  # the models are independent: measure them in groups (same values)
+        parts = []
+        for lo in range(0, ms.r, per_model):
+            idx = list(range(lo, min(ms.r, lo + per_model)))
+            sub = {n: t[lo : lo + len(idx)] for n, t in params.items()}
+            parts.append(_top_eigenvalue(ms.subset(idx), sub, k))
+        return torch.cat(parts)
+    return _top_eigenvalue(ms, params, k)
+
+
+def _top_eigenvalue(ms, params: dict[str, torch.Tensor], k: int) -> torch.Tensor:
     x, y, mask = _subsample(ms, HESSIAN_SUBSAMPLE)
     names = list(params)
-    r, k = ms.r, max(1, int(iters))
+    r = ms.r
     with torch.enable_grad():
         p = [params[n].detach().requires_grad_(True) for n in names]
         out = forward(ms.spec, dict(zip(names, p)), x, mode="batchstat", residual=ms.residual, rowmask=mask)

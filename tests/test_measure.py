@@ -236,3 +236,21 @@ def test_variance_falls_with_more_data(seed: int) -> None:
     data = [toy_data(c, data_seed=seed) for c in cfgs]
     small, large = train_runs(cfgs, data)
     assert large.variance < small.variance - 0.3
+
+
+def test_large_bases_are_measured_in_groups_with_the_same_values(monkeypatch) -> None:
+    cfgs = [toy_config(run_index=i, seed=20 + i, loss=("mse", "l1", "mse")[i], problem="regression",
+                       replicas=2, n_train=40, init_scale=(0.5, 1.0, 2.0)[i])
+            for i in range(3)]
+    datas = [toy_data(c, n_in=3, n_outputs=2) for c in cfgs]
+    ms = build_model_set(cfgs, datas, CPU, torch.float64)
+    params = init_params(ms.spec, ms.init_seeds, [1.0] * ms.r, CPU, torch.float64)
+    whole = measure.top_hessian_eigenvalue(ms, params)
+    calls = []
+    inner = measure._top_eigenvalue
+    monkeypatch.setattr(measure, "_top_eigenvalue", lambda m, p, k: calls.append(m.r) or inner(m, p, k))
+    n_params = sum(t[0].numel() for t in params.values())
+    monkeypatch.setattr(measure, "HESSIAN_BASIS_BYTES", 4 * measure.HESSIAN_ITERS * n_params * 8)  # 4 models
+    grouped = measure.top_hessian_eigenvalue(ms, params)
+    assert calls == [4, 2]
+    torch.testing.assert_close(grouped, whole, rtol=1e-12, atol=1e-12)
