@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     import statsmodels.api  # noqa: F401
 
     from causal.edges import fit_edges
+    from causal.graph_tests import falsify
+    from causal.mediate import mediation_paths
     from causal.simulate import simulate_linear_scm
 
     import_s = time.perf_counter() - t0
@@ -62,22 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("fit_edges (linear, HC3 CIs)", wall, peak, f"{len(fx.summary)} edges; target ≤ 10 s"))
     total = wall
 
-    try:
-        from causal.mediate import mediation_paths
-    except ImportError:
-        mediation_paths = None
-    if mediation_paths is not None:
-        wall, peak, med = _measure(lambda: mediation_paths(df, seed=args.seed))
-        rows.append(("mediation_paths (defaults)", wall, peak, f"{len(med.summary)} rows"))
-        total += wall
-    try:
-        from causal.graph_tests import falsify
-    except ImportError:
-        falsify = None
-    if falsify is not None:
-        wall, peak, fal = _measure(lambda: falsify(df, seed=args.seed))
-        rows.append(("falsify (defaults)", wall, peak, f"{len(fal.summary)} rows"))
-        total += wall
+    wall, peak, med = _measure(lambda: mediation_paths(df, seed=args.seed))
+    rows.append(("mediation_paths (defaults)", wall, peak, f"{len(med.summary)} rows"))
+    total += wall
+    wall, peak, fal = _measure(lambda: falsify(df, seed=args.seed))
+    rows.append(("falsify (defaults)", wall, peak, f"{len(fal.summary)} rows"))
+    total += wall
     rows.append(("total analysis (edges + mediation + falsify)", total, float("nan"), "target ≤ 60 s"))
 
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -81,6 +81,9 @@ def loss_and_grads(
         h = x.reshape(r, b, -1)
     res_all, res_none = bool(residual.all()), not bool(residual.any())
     res_flag = residual.to(h.dtype).view(-1, 1, 1)
+    if norm == "batch":  # real rows per model, shared by every layer's batch statistics
+        n = rows_mask.sum(dim=1) if rows_mask is not None else torch.full((r,), h.shape[1], device=h.device, dtype=h.dtype)
+        n_col = n.view(-1, 1, 1)
     saved = []  # per layer: (inp, xhat, rstd, f, drop_scale)
     for i in range(spec.depth):
         inp = h
@@ -96,13 +99,11 @@ def loss_and_grads(
                 mean = z.mean(dim=1, keepdim=True)
                 zc = z - mean
                 var = zc.square().mean(dim=1, keepdim=True)
-                n = torch.full((r,), z.shape[1], device=z.device, dtype=z.dtype)
             else:
                 m = rows_mask.unsqueeze(-1)
-                n = rows_mask.sum(dim=1)
-                mean = (z * m).sum(dim=1, keepdim=True) / n.view(-1, 1, 1)
+                mean = (z * m).sum(dim=1, keepdim=True) / n_col
                 zc = z - mean
-                var = (zc.square() * m).sum(dim=1, keepdim=True) / n.view(-1, 1, 1)
+                var = (zc.square() * m).sum(dim=1, keepdim=True) / n_col
             update_running(running, i, mean, var, n, active)
             rstd = torch.rsqrt(var + BN_EPS)
             xhat = zc * rstd
@@ -150,9 +151,8 @@ def loss_and_grads(
             grads[f"be{i}"].copy_(dz.sum(dim=1))
             dxhat = dz * params[f"g{i}"].unsqueeze(1)
             if norm == "batch":  # mean over the real rows of each model (padded rows carry no gradient)
-                n_rows = rows_mask.sum(dim=1).view(-1, 1, 1) if rows_mask is not None else dz.shape[1]
-                c1 = dxhat.sum(dim=1, keepdim=True) / n_rows
-                c2 = (dxhat * xhat).sum(dim=1, keepdim=True) / n_rows
+                c1 = dxhat.sum(dim=1, keepdim=True) / n_col
+                c2 = (dxhat * xhat).sum(dim=1, keepdim=True) / n_col
                 dz = (dxhat - c1 - xhat * c2) * rstd
                 if rows_mask is not None:
                     dz = dz * rows_mask.unsqueeze(-1)

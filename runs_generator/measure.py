@@ -215,11 +215,6 @@ def _top_ritz(alpha: torch.Tensor, beta: torch.Tensor, steps: torch.Tensor) -> t
     return torch.where(finite, top, torch.full_like(top, float("nan")))
 
 
-def _bcast(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-model values (R,) shaped to broadcast against a stacked tensor (R, ...)."""
-    return x.view(-1, *([1] * (like.dim() - 1)))
-
-
 def _start_vectors(ms, p: list[torch.Tensor]) -> list[torch.Tensor]:
     per = []
     for i in range(ms.r):
