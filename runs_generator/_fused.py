@@ -8,10 +8,14 @@ row-mask variant), but:
 
 * the gradients are written straight into the rows of one (R, P) buffer (the
   layout of the optimizer's flat parameters), with no ``torch.cat``;
-* every GEMM runs in its fast layout (the narrow head as ``wo^T h^T``, the
-  ReLU backward as one ``threshold_backward`` on the saved activation);
-* no autograd graph is built for the network, only for the loss on the
-  (R, B, C) outputs, which gives ``dL/dout`` for each model's own loss kind.
+* every GEMM runs in its fast layout (the narrow head as ``wo^T h^T``, CNN
+  layers channels-first with the long B*L axis as the output width, the conv
+  input gradient as a forward-shaped GEMM on the patches of ``dz`` with
+  tap-flipped weights, the ReLU backward as one ``threshold_backward`` on the
+  saved activation);
+* no autograd at all: the loss and ``dL/dout`` come from
+  :meth:`~runs_generator._modelset.ModelSet.objective_and_grad`, written out
+  for each model's own loss kind.
 
 Per-model independence is kept: every reduction is within a model (dim >= 1).
 The Hessian and gradient-stability measurements still use autograd through
@@ -25,15 +29,14 @@ from typing import Callable
 import torch
 
 from runs_generator.models import (
-    CNN_K,
-    CNN_K0,
-    CNN_P,
-    CNN_P0,
-    CNN_S0,
     BN_EPS,
+    CNN_K,
     LN_EPS,
     ArchSpec,
-    _unfold,
+    _cnn_flatten,
+    _cnn_hidden,
+    _cnn_input,
+    _cnn_unflatten,
     update_running,
 )
 
@@ -48,7 +51,7 @@ def loss_and_grads(
     grads: dict[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
-    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
+    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
     *,
     running: dict[str, torch.Tensor],
     residual: torch.Tensor,
@@ -64,17 +67,19 @@ def loss_and_grads(
     params : named (R, ...) parameters, as for ``forward``.
     grads : named (R, ...) tensors of the same shapes (e.g. views of an (R, P)
         buffer), overwritten with ``d(sum of losses)/d param``.
-    objective : ``(out, y, rowmask) -> (R,)`` losses (the model set's objective).
+    objective : ``(out, y, rowmask) -> (losses (R,), d(sum of losses)/d out)``, e.g.
+        :meth:`ModelSet.objective_and_grad`.
     Other arguments as :func:`runs_generator.models.forward` in train mode;
     random draws (dropout masks) happen in the same order, so the same
     ``generator`` state gives the same masks.
     """
     r, b = x.shape[0], x.shape[1]
     cnn = spec.arch == "cnn"
+    rows, feat = (2, 1) if cnn else (1, 2)  # hidden maps: CNN (R, C, B*L), MLP (R, B, W)
     norm = spec.normalization
     rows_mask = rowmask
     if cnn:
-        h = _unfold(x.reshape(r, b, -1, 1), CNN_K0, CNN_S0, CNN_P0).reshape(r, -1, CNN_K0)
+        h = _cnn_input(x)
         if rowmask is not None:
             rows_mask = rowmask.repeat_interleave(spec.length, dim=1)
     else:
@@ -82,44 +87,45 @@ def loss_and_grads(
     res_all, res_none = bool(residual.all()), not bool(residual.any())
     res_flag = residual.to(h.dtype).view(-1, 1, 1)
     if norm == "batch":  # real rows per model, shared by every layer's batch statistics
-        n = rows_mask.sum(dim=1) if rows_mask is not None else torch.full((r,), h.shape[1], device=h.device, dtype=h.dtype)
+        n = rows_mask.sum(dim=1) if rows_mask is not None else torch.full((r,), h.shape[rows], device=h.device, dtype=h.dtype)
         n_col = n.view(-1, 1, 1)
+        m = rows_mask.unsqueeze(feat) if rows_mask is not None else None
+    if dropout is not None:
+        keep = 1.0 - dropout.to(h.dtype).view(-1, 1, 1)
+        inv_keep = keep.reciprocal()
     saved = []  # per layer: (inp, xhat, rstd, f, drop_scale)
     for i in range(spec.depth):
-        inp = h
-        if cnn and i > 0:
-            inp = _unfold(h.reshape(r, b, spec.length, spec.width), CNN_K, 1, CNN_P).reshape(r, -1, spec.width * CNN_K)
-        if norm == "batch":
-            z = torch.bmm(inp, params[f"w{i}"])
+        inp = _cnn_hidden(h, b) if cnn and i > 0 else h
+        w = params[f"w{i}"]
+        if cnn:  # channels-first: (R, C, k*C_in) @ (R, k*C_in, B*L)
+            z = torch.bmm(w.transpose(1, 2), inp) if norm == "batch" else torch.baddbmm(params[f"b{i}"].unsqueeze(2), w.transpose(1, 2), inp)
         else:
-            z = torch.baddbmm(params[f"b{i}"].unsqueeze(1), inp, params[f"w{i}"])
+            z = torch.bmm(inp, w) if norm == "batch" else torch.baddbmm(params[f"b{i}"].unsqueeze(1), inp, w)
         xhat = rstd = None
         if norm == "batch":
-            if rows_mask is None:
-                mean = z.mean(dim=1, keepdim=True)
+            if m is None:
+                mean = z.mean(dim=rows, keepdim=True)
                 zc = z - mean
-                var = zc.square().mean(dim=1, keepdim=True)
+                var = zc.square().mean(dim=rows, keepdim=True)
             else:
-                m = rows_mask.unsqueeze(-1)
-                mean = (z * m).sum(dim=1, keepdim=True) / n_col
+                mean = (z * m).sum(dim=rows, keepdim=True) / n_col
                 zc = z - mean
-                var = (zc.square() * m).sum(dim=1, keepdim=True) / n_col
+                var = (zc.square() * m).sum(dim=rows, keepdim=True) / n_col
             update_running(running, i, mean, var, n, active)
             rstd = torch.rsqrt(var + BN_EPS)
             xhat = zc * rstd
         elif norm == "layer":
-            mean = z.mean(dim=-1, keepdim=True)
+            mean = z.mean(dim=feat, keepdim=True)
             zc = z - mean
-            rstd = torch.rsqrt(zc.square().mean(dim=-1, keepdim=True) + LN_EPS)
+            rstd = torch.rsqrt(zc.square().mean(dim=feat, keepdim=True) + LN_EPS)
             xhat = zc * rstd
         if norm != "none":
-            z = torch.addcmul(params[f"be{i}"].unsqueeze(1), xhat, params[f"g{i}"].unsqueeze(1))
+            z = torch.addcmul(params[f"be{i}"].unsqueeze(rows), xhat, params[f"g{i}"].unsqueeze(rows))
         f = torch.relu_(z)
         scale = None
         if dropout is not None:
-            keep = 1.0 - dropout.to(f.dtype).view(-1, 1, 1)
-            keep_mask = torch.rand(f.shape, generator=generator, device=f.device, dtype=f.dtype) < keep
-            scale = keep_mask / keep
+            scale = torch.rand(f.shape, generator=generator, device=f.device, dtype=f.dtype)  # the same draw as forward
+            scale.lt_(keep).mul_(inv_keep)  # 1/keep where kept, else 0; in place
             fd = f * scale
         else:
             fd = f
@@ -131,56 +137,51 @@ def loss_and_grads(
             h = torch.addcmul(fd, res_flag, h)
         saved.append((inp, xhat, rstd, f, scale))
 
-    hf = h.reshape(r, b, -1)
+    hf = _cnn_flatten(h, b) if cnn else h  # (R, B, H)
     wo = params["wo"]
     out = torch.baddbmm(params["bo"].unsqueeze(2), wo.transpose(1, 2), hf.transpose(1, 2)).transpose(1, 2).contiguous()
-    with torch.enable_grad():
-        leaf = out.detach().requires_grad_(True)
-        losses = objective(leaf, y, rowmask)
-        (dout,) = torch.autograd.grad(losses.sum(), leaf)
+    losses, dout = objective(out, y, rowmask)
 
     grads["wo"].copy_(torch.bmm(dout.transpose(1, 2), hf).transpose(1, 2))
     grads["bo"].copy_(dout.sum(dim=1))
-    dh = torch.bmm(dout, wo.transpose(1, 2)).view(h.shape)
+    dh = torch.bmm(dout, wo.transpose(1, 2))  # (R, B, H)
+    dh = _cnn_unflatten(dh.view(r, b, spec.length, spec.width)) if cnn else dh
     for i in reversed(range(spec.depth)):
         inp, xhat, rstd, f, scale = saved[i]
         df = dh * scale if scale is not None else dh
         dz = _threshold_backward(df, f, 0)
         if norm != "none":
-            grads[f"g{i}"].copy_((dz * xhat).sum(dim=1))
-            grads[f"be{i}"].copy_(dz.sum(dim=1))
-            dxhat = dz * params[f"g{i}"].unsqueeze(1)
+            grads[f"g{i}"].copy_((dz * xhat).sum(dim=rows))
+            grads[f"be{i}"].copy_(dz.sum(dim=rows))
+            dxhat = dz * params[f"g{i}"].unsqueeze(rows)
             if norm == "batch":  # mean over the real rows of each model (padded rows carry no gradient)
-                c1 = dxhat.sum(dim=1, keepdim=True) / n_col
-                c2 = (dxhat * xhat).sum(dim=1, keepdim=True) / n_col
+                c1 = dxhat.sum(dim=rows, keepdim=True) / n_col
+                c2 = (dxhat * xhat).sum(dim=rows, keepdim=True) / n_col
                 dz = (dxhat - c1 - xhat * c2) * rstd
-                if rows_mask is not None:
-                    dz = dz * rows_mask.unsqueeze(-1)
+                if m is not None:
+                    dz = dz * m
             else:
-                c1 = dxhat.mean(dim=-1, keepdim=True)
-                c2 = (dxhat * xhat).mean(dim=-1, keepdim=True)
+                c1 = dxhat.mean(dim=feat, keepdim=True)
+                c2 = (dxhat * xhat).mean(dim=feat, keepdim=True)
                 dz = (dxhat - c1 - xhat * c2) * rstd
         if norm != "batch":  # batch norm has no bias before it
-            grads[f"b{i}"].copy_(dz.sum(dim=1))
-        grads[f"w{i}"].copy_(torch.bmm(inp.transpose(1, 2), dz))
+            grads[f"b{i}"].copy_(dz.sum(dim=rows))
+        w = params[f"w{i}"]
+        if cnn:
+            grads[f"w{i}"].copy_(torch.bmm(inp, dz.transpose(1, 2)))  # (R, k*C_in, C)
+        else:
+            grads[f"w{i}"].copy_(torch.bmm(inp.transpose(1, 2), dz))
         if i == 0:
             break
-        dinp = torch.bmm(dz, params[f"w{i}"].transpose(1, 2))
-        if cnn:
-            dinp = _fold3(dinp.view(r, b, spec.length, spec.width, CNN_K)).view(r, -1, spec.width)
+        if cnn:  # transposed conv: the patches of dz times the tap-flipped weights (R, C_in, C_out*k)
+            w_t = w.view(r, spec.width, CNN_K, spec.width).flip(2).transpose(2, 3).reshape(r, spec.width, -1)
+            dinp = torch.bmm(w_t, _cnn_hidden(dz, b))
+        else:
+            dinp = torch.bmm(dz, w.transpose(1, 2))
         if res_none:
             dh = dinp
         elif res_all:
             dh = dinp + dh
         else:
             dh = torch.addcmul(dinp, res_flag, dh)
-    return losses.detach()
-
-
-def _fold3(dp: torch.Tensor) -> torch.Tensor:
-    """Adjoint of the stride-1, pad-1, kernel-3 unfold: (R, B, L, C, 3) -> (R, B, L, C)."""
-    length = dp.shape[2]
-    out = dp[..., 1].clone()  # tap k reads position l + k - 1
-    out[:, :, : length - 1] += dp[:, :, 1:, :, 0]
-    out[:, :, 1:] += dp[:, :, : length - 1, :, 2]
-    return out
+    return losses

@@ -112,16 +112,22 @@ class FlatOptimizer:
 
 
 def _augment(ms: ModelSet, xb: torch.Tensor, gen: torch.Generator, shift: bool) -> torch.Tensor:
-    """Gaussian jitter (+ random circular shift for signals) on models with augmentation."""
+    """Gaussian jitter (+ random circular shift for signals) on models with augmentation.
+
+    Every model draws its noise (and shift), so the random stream does not
+    depend on which models augment; the others get a zero jitter scale and a
+    zero shift, i.e. their inputs unchanged.
+    """
     flag = _col(ms.augment, xb)
     noise = torch.randn(xb.shape, generator=gen, device=xb.device, dtype=xb.dtype)
-    xa = xb + AUG_JITTER * noise
+    xa = xb + noise.mul_(flag * AUG_JITTER)
     if shift:
         length = xb.shape[-1]
         s = torch.randint(-AUG_MAX_SHIFT, AUG_MAX_SHIFT + 1, xb.shape[:2] + (1,), generator=gen, device=xb.device)
+        s = s * (ms.augment.view(-1, 1, 1) > 0)
         idx = (torch.arange(length, device=xb.device) - s) % length
         xa = xa.gather(-1, idx.expand_as(xa))
-    return flag * xa + (1 - flag) * xb
+    return xa
 
 
 def train_model_set(ms: ModelSet) -> list[RunMetrics]:
@@ -171,7 +177,7 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
             yb = ms.y.flatten(0, 1).index_select(0, it).view(r, -1, *ms.y.shape[2:])
         xa = _augment(ms, xb, gen, shift) if any_aug else xb
         with torch.no_grad():
-            losses = loss_and_grads(ms.spec, params, grads, xa, yb, ms.objective, running=running,
+            losses = loss_and_grads(ms.spec, params, grads, xa, yb, ms.objective_and_grad, running=running,
                                     residual=ms.residual, dropout=dropout, rowmask=rowmask, active=active,
                                     generator=gen)  # (R,); gradients written into g
             gsq.addcmul_(active, torch.linalg.vecdot(g, g))

@@ -201,3 +201,88 @@ def test_flat_optimizer_equals_torch_optim(order: tuple) -> None:
             o.step()
         opt.step(g.clone(), t)
     torch.testing.assert_close(flat, torch.stack([p.detach() for p in refs]), rtol=1e-12, atol=1e-12)
+
+
+def test_augment_changes_only_augmented_models() -> None:
+    from runs_generator._modelset import AUG_MAX_SHIFT, build_model_set
+    from runs_generator._trainer import _augment
+
+    cfgs = [toy_config(run_index=i, seed=i, task="mnist1d", arch="cnn", width=4, augmentation=bool(i % 2), replicas=1)
+            for i in range(4)]
+    ms = build_model_set(cfgs, [toy_data(c) for c in cfgs], torch.device("cpu"), torch.float64)
+    xb = ms.x[:, :16]
+    xa = _augment(ms, xb, torch.Generator().manual_seed(0), shift=True)
+    shifts = range(-AUG_MAX_SHIFT, AUG_MAX_SHIFT + 1)
+    for i in range(4):
+        if i % 2 == 0:
+            assert torch.equal(xa[i], xb[i])
+            continue
+        assert not torch.allclose(xa[i], xb[i])
+        for row in range(16):  # a circular shift of the signal plus jitter of std 0.1
+            err = min(float((xa[i, row] - torch.roll(xb[i, row], s)).abs().max()) for s in shifts)
+            assert err < 0.6
+
+
+@pytest.mark.parametrize("kernel,stride,pad,length", [(5, 2, 2, 40), (3, 1, 1, 20), (5, 2, 2, 41), (3, 2, 1, 7)])
+def test_cnn_patches_equal_unfold_with_double_backward(kernel: int, stride: int, pad: int, length: int) -> None:
+    from runs_generator.models import _patches
+
+    h = torch.randn(2, 3, 4, length, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ref = torch.nn.functional.pad(h, (pad, pad)).unfold(3, kernel, stride).permute(0, 1, 4, 2, 3).reshape(2, 3 * kernel, -1)
+    leaf = h.clone().requires_grad_(True)
+    assert torch.equal(_patches(h, kernel, stride, pad), ref)  # no-grad path
+    assert torch.equal(_patches(leaf, kernel, stride, pad), ref)  # autograd path
+    assert torch.autograd.gradgradcheck(lambda t: _patches(t, kernel, stride, pad) ** 2, (leaf,))
+
+
+def test_cnn_hidden_patches_and_fold_are_adjoint_with_double_backward() -> None:
+    from runs_generator.models import CNN_K, CNN_P, _cnn_hidden, _hidden_fold, _patches
+
+    gen = torch.Generator().manual_seed(2)
+    h = torch.randn(2, 3, 4 * 20, dtype=torch.float64, generator=gen)
+    g = torch.randn(2, 3 * CNN_K, 4 * 20, dtype=torch.float64, generator=gen)
+    assert torch.equal(_cnn_hidden(h, 4), _patches(h.view(2, 3, 4, 20), CNN_K, 1, CNN_P))
+    assert float((_cnn_hidden(h, 4) * g).sum()) == pytest.approx(float((h * _hidden_fold(g, 4)).sum()), rel=1e-12)
+    hl, gl = h.clone().requires_grad_(True), g.clone().requires_grad_(True)
+    assert torch.equal(_cnn_hidden(hl, 4), _cnn_hidden(h, 4))
+    assert torch.autograd.gradgradcheck(lambda t: _cnn_hidden(t, 4) ** 2, (hl,))
+    assert torch.autograd.gradgradcheck(lambda t: _hidden_fold(t, 4) ** 2, (gl,))
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_cnn_hessian_vector_product_equals_module(norm: str) -> None:
+    """Double backward through the stacked CNN equals it through nn.Conv1d modules."""
+    from torch.func import functional_call
+
+    spec = ArchSpec("cnn", (40,), 3, 4, 3, norm)
+    params = init_params(spec, [1, 2], [1.0, 1.5], torch.device("cpu"), torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 40, dtype=torch.float64, generator=gen)
+    y = torch.randint(0, 3, (2, 6), generator=gen)
+    v = {k: torch.randn(t.shape, dtype=torch.float64, generator=gen) for k, t in params.items()}
+    residual = torch.tensor([1.0, 0.0], dtype=torch.float64)
+
+    def hvp(loss_of):  # H v of a loss over stacked-layout parameters
+        p = {k: t.clone().requires_grad_(True) for k, t in params.items()}
+        g = torch.autograd.grad(loss_of(p), list(p.values()), create_graph=True)
+        return torch.autograd.grad(g, list(p.values()), grad_outputs=[v[k] for k in p])
+
+    ce = lambda out, t: torch.nn.functional.cross_entropy(out, t, reduction="sum")  # noqa: E731
+    hv = hvp(lambda p: ce(forward(spec, p, x, mode="batchstat", residual=residual).flatten(0, 1), y.flatten()))
+
+    def module_params(p: dict[str, torch.Tensor], r: int) -> dict[str, torch.Tensor]:  # NaiveNet's layouts
+        out = {"head.weight": p["wo"][r].t(), "head.bias": p["bo"][r]}
+        for i in range(spec.depth):
+            cin, k = (1, 5) if i == 0 else (spec.width, 3)
+            out[f"layers.{i}.weight"] = p[f"w{i}"][r].reshape(cin, k, spec.width).permute(2, 0, 1)
+            if norm != "batch":
+                out[f"layers.{i}.bias"] = p[f"b{i}"][r]
+            if norm != "none":
+                out[f"norms.{i}.weight"], out[f"norms.{i}.bias"] = p[f"g{i}"][r], p[f"be{i}"][r]
+        return out
+
+    nets = [NaiveNet(spec, {k: t[r] for k, t in params.items()}, bool(residual[r]), 0.0).train() for r in range(2)]
+    ref = hvp(lambda p: sum(ce(functional_call(nets[r], module_params(p, r), (x[r],)), y[r]) for r in range(2)))
+    for name, a, b in zip(params, hv, ref):
+        assert float(b.abs().max()) > 0 or name.startswith(("b", "be"))
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=f"H v for {name}")

@@ -74,7 +74,7 @@ def _check_fused(arch: str, norm: str, problem: str, depth: int, padded: bool, d
         grads[k] = flat[:, o : o + n].view(v.shape)
         o += n
     gen = torch.Generator(device=dev).manual_seed(7)
-    losses = loss_and_grads(ms.spec, params, grads, x, y, ms.objective, running=run_b, residual=ms.residual,
+    losses = loss_and_grads(ms.spec, params, grads, x, y, ms.objective_and_grad, running=run_b, residual=ms.residual,
                             dropout=dropout, rowmask=rowmask, active=active, generator=gen)
     torch.testing.assert_close(losses, ref_losses.detach(), rtol=1e-12, atol=1e-12)
     assert bool(torch.isfinite(flat).all())
@@ -83,3 +83,27 @@ def _check_fused(arch: str, norm: str, problem: str, depth: int, padded: bool, d
         torch.testing.assert_close(g, gr, rtol=1e-10, atol=1e-12, msg=f"gradient of {name}")
     for k in run_a:
         torch.testing.assert_close(run_b[k], run_a[k], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("problem", ["classification", "regression"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_objective_and_grad_equals_autograd(problem: str, padded: bool) -> None:
+    """The written-out loss gradient (every loss kind mixed, label smoothing, padding) equals autograd's."""
+    ms = _model_set("mlp", "none", problem, 2)
+    gen = torch.Generator().manual_seed(3)
+    y = ms.y[:, :24]
+    out = 4.0 * torch.randn(ms.r, 24, 3, generator=gen, dtype=torch.float64)  # large logits: softmax far from uniform
+    rowmask = None
+    if padded:
+        counts = torch.tensor([24, 24, 16, 16, 20, 20])
+        rowmask = (torch.arange(24).unsqueeze(0) < counts.unsqueeze(1)).double()
+    leaf = out.clone().requires_grad_(True)
+    ref = ms.objective(leaf, y, rowmask)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), leaf)
+    losses, grad = ms.objective_and_grad(out, y, rowmask)
+    assert len(ms.loss_kinds) == 3 if problem == "classification" else len(ms.loss_kinds) == 2
+    torch.testing.assert_close(losses, ref.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-14)
+    assert float(ref_grad.abs().min(dim=-1).values.max()) > 0
+    if padded:  # padded rows get no gradient
+        assert float(grad[2, 16:].abs().max()) == 0.0
