@@ -1,4 +1,4 @@
-"""The batched training loop: R stacked models, one autograd graph per step.
+"""The batched training loop: R stacked models, one hand-written forward and backward per step.
 
 Per step: gather every model's minibatch with one ``index_select`` (R, B, *in),
 forward through bmm layers, per-model losses (R,), and a hand-written backward
