@@ -59,6 +59,7 @@ def loss_and_grads(
     rowmask: torch.Tensor | None = None,
     active: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    residual_flags: tuple[bool, bool] | None = None,
 ) -> torch.Tensor:
     """Training losses (R,) of the stacked models; gradients are written into ``grads``.
 
@@ -72,6 +73,9 @@ def loss_and_grads(
     Other arguments as :func:`runs_generator.models.forward` in train mode;
     random draws (dropout masks) happen in the same order, so the same
     ``generator`` state gives the same masks.
+    residual_flags : ``(all models residual, no model residual)``; computed
+        from ``residual`` when None (two host syncs on a GPU, so a training
+        loop computes them once).
     """
     r, b = x.shape[0], x.shape[1]
     cnn = spec.arch == "cnn"
@@ -84,7 +88,9 @@ def loss_and_grads(
             rows_mask = rowmask.repeat_interleave(spec.length, dim=1)
     else:
         h = x.reshape(r, b, -1)
-    res_all, res_none = bool(residual.all()), not bool(residual.any())
+    if residual_flags is None:
+        residual_flags = bool(residual.all()), not bool(residual.any())  # host syncs: pass them in a loop
+    res_all, res_none = residual_flags
     res_flag = residual.to(h.dtype).view(-1, 1, 1)
     if norm == "batch":  # real rows per model, shared by every layer's batch statistics
         n = rows_mask.sum(dim=1) if rows_mask is not None else torch.full((r,), h.shape[rows], device=h.device, dtype=h.dtype)

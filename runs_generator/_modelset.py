@@ -141,7 +141,10 @@ class ModelSet:
         """
         n_cls = out.shape[-1]
         kinds = self.loss_kinds
-        target = torch.nn.functional.one_hot(y, n_cls).to(out.dtype) if self.classification else y
+        if self.classification:  # one-hot by scatter: F.one_hot syncs with the host (min/max) on CPU
+            target = torch.zeros_like(out).scatter_(-1, y.unsqueeze(-1), 1.0)
+        else:
+            target = y
         loss_ex = grad = None
         for k in kinds:
             if k == LOSS_CODES["cross_entropy"]:

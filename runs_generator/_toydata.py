@@ -26,15 +26,15 @@ def toy_config(**overrides) -> RunConfig:
 
 
 def toy_data(config: RunConfig, *, n_in: int = 10, n_outputs: int = 3, n_test: int = 200, n_val: int = 64,
-             data_seed: int | None = None, groups: bool = False) -> TaskData:
+             data_seed: int | None = None, groups: bool = False, length: int = 40) -> TaskData:
     """Teacher data for ``config``: inputs N(0, I), a random 1-hidden-layer tanh teacher.
 
     Classification labels are the teacher's argmax (with ``config.noise`` label
     flips); regression targets are its outputs plus Gaussian noise of std
-    ``config.noise``. Each replica gets its own training and validation draw.
+    ``config.noise``. Signals (task ``mnist1d``) have ``length`` positions. Each replica gets its own training and validation draw.
     """
     rng = np.random.default_rng(config.seed if data_seed is None else data_seed)
-    in_shape = (40,) if config.task == "mnist1d" else (n_in,)
+    in_shape = (length,) if config.task == "mnist1d" else (n_in,)
     d = int(np.prod(in_shape))
     w1 = rng.normal(size=(d, 32)) / np.sqrt(d)
     w2 = rng.normal(size=(32, n_outputs)) * 2.0 / np.sqrt(32)

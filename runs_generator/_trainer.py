@@ -151,6 +151,7 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
     opt = FlatOptimizer(ms, flat)
     xb, yb, rowmask, batch_idx = _batches(ms)
     dropout = ms.dropout if bool((ms.dropout > 0).any()) else None
+    residual_flags = bool(ms.residual.all()), not bool(ms.residual.any())
     any_aug = bool(ms.augment.any())
     shift = any_aug and ms.configs[0].task == "mnist1d"
     # early stopping: per-model validation schedule, best state kept per model
@@ -179,7 +180,7 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
         with torch.no_grad():
             losses = loss_and_grads(ms.spec, params, grads, xa, yb, ms.objective_and_grad, running=running,
                                     residual=ms.residual, dropout=dropout, rowmask=rowmask, active=active,
-                                    generator=gen)  # (R,); gradients written into g
+                                    generator=gen, residual_flags=residual_flags)  # (R,); gradients into g
             gsq.addcmul_(active, torch.linalg.vecdot(g, g))
             nonfinite |= ~torch.isfinite(losses) & (active > 0)
             opt.step(g, t)

@@ -299,7 +299,11 @@ def update_running(
     new_m, new_v = mean.reshape(r, -1), var.reshape(r, -1) * (n / (n - 1)).unsqueeze(1)
     if active is not None:
         keep = active.view(r, 1) > 0
-        new_m, new_v = torch.where(keep, new_m, rm), torch.where(keep, new_v, rv)
+        # lerp, then keep: an inactive model's statistics stay exactly as they
+        # were, also where they are non-finite (lerp(inf, inf) would be NaN)
+        rm.copy_(torch.where(keep, rm.lerp(new_m, BN_MOMENTUM), rm))
+        rv.copy_(torch.where(keep, rv.lerp(new_v, BN_MOMENTUM), rv))
+        return
     rm.lerp_(new_m, BN_MOMENTUM)  # (1 - momentum) * running + momentum * batch, in place
     rv.lerp_(new_v, BN_MOMENTUM)
 

@@ -286,3 +286,36 @@ def test_cnn_hessian_vector_product_equals_module(norm: str) -> None:
     for name, a, b in zip(params, hv, ref):
         assert float(b.abs().max()) > 0 or name.startswith(("b", "be"))
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=f"H v for {name}")
+
+
+@pytest.mark.parametrize("length", [40, 41])
+def test_padded_cnn_batch_norm_equals_module_on_real_rows(length: int) -> None:
+    """Batch statistics over a padded minibatch use each model's real rows only, as a module on those rows."""
+    spec = ArchSpec("cnn", (length,), 3, 4, 2, "batch")
+    params = init_params(spec, [1, 2], [1.0, 0.7], torch.device("cpu"), torch.float64)
+    running = init_running(spec, 2, torch.device("cpu"), torch.float64)
+    x = torch.randn(2, 7, length, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    counts = [7, 4]
+    x[1, 4:] = 1e3  # padded rows: garbage that must not reach the statistics
+    rowmask = (torch.arange(7).unsqueeze(0) < torch.tensor(counts).unsqueeze(1)).double()
+    residual = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    out = forward(spec, params, x, mode="train", running=running, residual=residual, rowmask=rowmask)
+    for r in range(2):
+        net = NaiveNet(spec, {k: v[r] for k, v in params.items()}, bool(residual[r]), 0.0).double().train()
+        ref = net(x[r, : counts[r]])
+        torch.testing.assert_close(out[r, : counts[r]], ref, rtol=1e-10, atol=1e-12)
+        _, run_ref = stack_modules([net])
+        for k in running:
+            torch.testing.assert_close(running[k][r], run_ref[k][0], rtol=1e-12, atol=1e-12)
+
+
+def test_update_running_keeps_inactive_models_exactly() -> None:
+    from runs_generator.models import update_running
+
+    running = {"rm0": torch.tensor([[float("inf"), 1.0], [0.5, 2.0]]), "rv0": torch.tensor([[1.0, 1.0], [1.0, 1.0]])}
+    mean = torch.tensor([[[3.0, 4.0]], [[5.0, 6.0]]])
+    var = torch.full((2, 1, 2), 2.0)
+    update_running(running, 0, mean, var, torch.tensor([5.0, 5.0]), torch.tensor([0.0, 1.0]))
+    assert running["rm0"][0, 0] == float("inf") and running["rm0"][0, 1] == 1.0  # inactive: unchanged
+    torch.testing.assert_close(running["rm0"][1], torch.tensor([0.95, 2.4]))  # 0.9 * old + 0.1 * batch mean
+    torch.testing.assert_close(running["rv0"][1], torch.tensor([1.15, 1.15]))  # 0.9 + 0.1 * unbiased 2 * 5 / 4

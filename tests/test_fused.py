@@ -17,7 +17,7 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def _model_set(arch: str, norm: str, problem: str, depth: int, device: torch.device = CPU):
+def _model_set(arch: str, norm: str, problem: str, depth: int, device: torch.device = CPU, length: int = 40):
     task = "mnist1d" if arch == "cnn" else "teacher"
     losses = ("cross_entropy", "mse", "l1") if problem == "classification" else ("mse", "l1", "mse")
     cfgs = [
@@ -27,7 +27,7 @@ def _model_set(arch: str, norm: str, problem: str, depth: int, device: torch.dev
                    init_scale=(0.5, 1.0, 2.0)[i], replicas=2)
         for i in range(3)
     ]
-    datas = [toy_data(c, n_in=5, n_outputs=3) for c in cfgs]
+    datas = [toy_data(c, n_in=5, n_outputs=3, length=length) for c in cfgs]
     return build_model_set(cfgs, datas, device, torch.float64)
 
 
@@ -39,6 +39,13 @@ def test_fused_step_equals_autograd(arch: str, norm: str, problem: str, depth: i
     _check_fused(arch, norm, problem, depth, padded, CPU)
 
 
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+@pytest.mark.parametrize("length", [41, 9])
+def test_fused_cnn_step_on_odd_signal_lengths(norm: str, length: int) -> None:
+    """Odd input lengths: the strided first conv's border taps and an odd feature-map length."""
+    _check_fused("cnn", norm, "classification", 3, True, CPU, length)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 @pytest.mark.parametrize("norm", ["none", "batch", "layer"])
@@ -46,8 +53,9 @@ def test_fused_step_equals_autograd_on_cuda(arch: str, norm: str) -> None:
     _check_fused(arch, norm, "classification", 3, True, torch.device("cuda"))
 
 
-def _check_fused(arch: str, norm: str, problem: str, depth: int, padded: bool, dev: torch.device) -> None:
-    ms = _model_set(arch, norm, problem, depth, dev)
+def _check_fused(arch: str, norm: str, problem: str, depth: int, padded: bool, dev: torch.device,
+                 length: int = 40) -> None:
+    ms = _model_set(arch, norm, problem, depth, dev, length)
     r = ms.r
     params = init_params(ms.spec, ms.init_seeds, [1.0] * r, dev, torch.float64)
     x, y = ms.x[:, :24], ms.y[:, :24]
