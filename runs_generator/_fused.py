@@ -37,6 +37,7 @@ from runs_generator.models import (
     _cnn_hidden,
     _cnn_input,
     _cnn_unflatten,
+    _linear,
     update_running,
 )
 
@@ -102,11 +103,7 @@ def loss_and_grads(
     saved = []  # per layer: (inp, xhat, rstd, f, drop_scale)
     for i in range(spec.depth):
         inp = _cnn_hidden(h, b) if cnn and i > 0 else h
-        w = params[f"w{i}"]
-        if cnn:  # channels-first: (R, C, k*C_in) @ (R, k*C_in, B*L)
-            z = torch.bmm(w.transpose(1, 2), inp) if norm == "batch" else torch.baddbmm(params[f"b{i}"].unsqueeze(2), w.transpose(1, 2), inp)
-        else:
-            z = torch.bmm(inp, w) if norm == "batch" else torch.baddbmm(params[f"b{i}"].unsqueeze(1), inp, w)
+        z = _linear(spec, params, i, inp)
         xhat = rstd = None
         if norm == "batch":
             if m is None:

@@ -145,18 +145,14 @@ def _patches(h: torch.Tensor, kernel: int, stride: int, pad: int) -> torch.Tenso
 
     Patch row ``c*kernel + k`` at output position ``l`` holds input position
     ``l*stride + k - pad`` of channel ``c`` (zero outside), i.e. the rows of a
-    conv weight (C_out, C, kernel) flattened and transposed. Without autograd,
-    one strided slice per tap is copied into an empty tensor and the border is
-    zeroed (no padded copy); with autograd, the taps of the padded input are
-    stacked (its backward is slicing; slice assignment would record a
-    full-size copy per slice and ``Tensor.unfold`` a slow scatter).
+    conv weight (C_out, C, kernel) flattened and transposed. One strided slice
+    per tap is copied into an empty tensor and the border is zeroed (no padded
+    copy). It is differentiable, but every slice assignment records a
+    full-size copy: only the first layer (whose input, the data, needs no
+    gradient) uses it; hidden layers use :func:`_cnn_hidden`.
     """
     r, c, b, length = h.shape
     n_out = (length + 2 * pad - kernel) // stride + 1
-    if h.requires_grad and torch.is_grad_enabled():
-        hp = nn.functional.pad(h, (pad, pad))
-        taps = [hp[..., k : k + stride * (n_out - 1) + 1 : stride] for k in range(kernel)]
-        return torch.stack(taps, dim=2).view(r, c * kernel, b * n_out)
     p = h.new_empty(r, c, kernel, b, n_out)
     for k in range(kernel):
         lo = max(0, -((k - pad) // stride))  # first output position whose input l*stride + k - pad >= 0
@@ -230,6 +226,20 @@ class _HiddenFold(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gg: torch.Tensor):
         return _cnn_hidden(gg, ctx.b), None
+
+
+def _linear(spec: ArchSpec, params: dict[str, torch.Tensor], i: int, inp: torch.Tensor) -> torch.Tensor:
+    """Hidden layer ``i``'s affine map (no bias before batch norm).
+
+    MLP: (R, B, in) @ w -> (R, B, W). CNN, channels-first: w^T (R, C, k*C_in)
+    @ patches (R, k*C_in, B*L) -> (R, C, B*L).
+    """
+    w = params[f"w{i}"]
+    has_bias = spec.normalization != "batch"
+    if spec.arch == "cnn":
+        wt = w.transpose(1, 2)
+        return torch.baddbmm(params[f"b{i}"].unsqueeze(2), wt, inp) if has_bias else torch.bmm(wt, inp)
+    return torch.baddbmm(params[f"b{i}"].unsqueeze(1), inp, w) if has_bias else torch.bmm(inp, w)
 
 
 def _cnn_flatten(h: torch.Tensor, b: int) -> torch.Tensor:
@@ -352,12 +362,7 @@ def forward(
     else:
         res_all, res_none = bool(residual), not bool(residual)
     for i in range(spec.depth):
-        inp = _cnn_hidden(h, b) if cnn and i > 0 else h
-        w = params[f"w{i}"]
-        if cnn:  # (R, C, k*C_in) @ (R, k*C_in, B*L)
-            z = torch.bmm(w.transpose(1, 2), inp) if spec.normalization == "batch" else torch.baddbmm(params[f"b{i}"].unsqueeze(2), w.transpose(1, 2), inp)
-        else:
-            z = torch.bmm(inp, w) if spec.normalization == "batch" else torch.baddbmm(params[f"b{i}"].unsqueeze(1), inp, w)
+        z = _linear(spec, params, i, _cnn_hidden(h, b) if cnn and i > 0 else h)
         if preacts is not None:
             preacts.append(z)
         if spec.normalization == "batch":
