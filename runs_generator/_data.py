@@ -16,7 +16,7 @@ import torch
 __all__ = [
     "STREAM_INIT",
     "STREAM_BATCHES",
-    "STREAM_CHUNK",
+    "STREAM_NOISE",
     "model_seed",
     "batch_indices",
     "stack_padded",
@@ -27,7 +27,7 @@ __all__ = [
 
 STREAM_INIT = 0
 STREAM_BATCHES = 1
-STREAM_CHUNK = 2  # dropout / augmentation noise of a whole chunk
+STREAM_NOISE = 2  # dropout masks and augmentation noise
 
 LOSS_CODES = {"cross_entropy": 0, "mse": 1, "l1": 2}
 

@@ -38,8 +38,10 @@ from runs_generator.models import (
     _cnn_input,
     _cnn_unflatten,
     _linear,
+    dropout_uniform,
     update_running,
 )
+from runs_generator._noise import ModelStreams
 
 __all__ = ["loss_and_grads"]
 
@@ -59,7 +61,7 @@ def loss_and_grads(
     dropout: torch.Tensor | None = None,
     rowmask: torch.Tensor | None = None,
     active: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: "torch.Generator | ModelStreams | None" = None,
     residual_flags: tuple[bool, bool] | None = None,
 ) -> torch.Tensor:
     """Training losses (R,) of the stacked models; gradients are written into ``grads``.
@@ -73,7 +75,9 @@ def loss_and_grads(
         :meth:`ModelSet.objective_and_grad`.
     Other arguments as :func:`runs_generator.models.forward` in train mode;
     random draws (dropout masks) happen in the same order, so the same
-    ``generator`` state gives the same masks.
+    ``generator`` state gives the same masks. ``generator`` is a
+    :class:`~runs_generator._noise.ModelStreams` in training (per-model
+    masks), or one ``torch.Generator`` for the whole tensor.
     residual_flags : ``(all models residual, no model residual)``; computed
         from ``residual`` when None (two host syncs on a GPU, so a training
         loop computes them once).
@@ -127,7 +131,7 @@ def loss_and_grads(
         f = torch.relu_(z)
         scale = None
         if dropout is not None:
-            scale = torch.rand(f.shape, generator=generator, device=f.device, dtype=f.dtype)  # the same draw as forward
+            scale = dropout_uniform(f, generator, cnn, b)  # the same draw as forward
             scale.lt_(keep).mul_(inv_keep)  # 1/keep where kept, else 0; in place
             fd = f * scale
         else:

@@ -15,6 +15,7 @@ from runs_generator._data import (
     LOSS_CODES,
     STREAM_BATCHES,
     STREAM_INIT,
+    STREAM_NOISE,
     batch_indices,
     model_seed,
     per_example_loss,
@@ -75,6 +76,7 @@ class ModelSet:
     batch: list[int]
     init_seeds: list[int]
     batch_seeds: list[int]
+    noise_seeds: list[int]  # dropout and augmentation streams
 
     @property
     def r(self) -> int:
@@ -106,6 +108,14 @@ class ModelSet:
             else:
                 changes[f.name] = [v[i] for i in idx]
         return replace(self, **changes)
+
+    def noise_streams(self) -> "ModelStreams":
+        """Fresh per-model dropout / augmentation streams (:mod:`runs_generator._noise`)."""
+        from runs_generator._noise import ModelStreams
+
+        drop = [i for i, c in enumerate(self.run_of_model) if self.configs[c].dropout > 0]
+        aug = [i for i, c in enumerate(self.run_of_model) if self.configs[c].augmentation]
+        return ModelStreams(self.noise_seeds, self.batch, self.device, drop, aug)
 
     def rowmask(self, counts: torch.Tensor, n: int) -> torch.Tensor | None:
         """(R, n) 1/0 mask of real rows, or None when every model fills all n rows."""
@@ -253,4 +263,5 @@ def build_model_set(
         batch=[int(min(c.effective_batch, xs[i].shape[0])) for i, c in enumerate(cfg_of)],
         init_seeds=[model_seed(c.seed, k, STREAM_INIT) for c, k in zip(cfg_of, rep)],
         batch_seeds=[model_seed(c.seed, k, STREAM_BATCHES) for c, k in zip(cfg_of, rep)],
+        noise_seeds=[model_seed(c.seed, k, STREAM_NOISE) for c, k in zip(cfg_of, rep)],
     )

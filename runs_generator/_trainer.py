@@ -24,9 +24,10 @@ import time
 
 import torch
 
-from runs_generator._data import STREAM_CHUNK, eval_steps, model_seed
+from runs_generator._data import eval_steps
 from runs_generator._fused import loss_and_grads
 from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, ModelSet
+from runs_generator._noise import ModelStreams
 from runs_generator._results import TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
 from runs_generator.models import forward, init_params, init_running
@@ -111,20 +112,16 @@ class FlatOptimizer:
             p.addcdiv_(self.m * (self.lr_adam / bc1), denom)
 
 
-def _augment(ms: ModelSet, xb: torch.Tensor, gen: torch.Generator, shift: bool) -> torch.Tensor:
+def _augment(ms: ModelSet, xb: torch.Tensor, streams: ModelStreams, shift: bool) -> torch.Tensor:
     """Gaussian jitter (+ random circular shift for signals) on models with augmentation.
 
-    Every model draws its noise (and shift), so the random stream does not
-    depend on which models augment; the others get a zero jitter scale and a
-    zero shift, i.e. their inputs unchanged.
+    Each augmenting model draws its own noise and shifts from its own stream
+    (:class:`~runs_generator._noise.ModelStreams`); the others keep their inputs.
     """
-    flag = _col(ms.augment, xb)
-    noise = torch.randn(xb.shape, generator=gen, device=xb.device, dtype=xb.dtype)
-    xa = xb + noise.mul_(flag * AUG_JITTER)
+    xa = xb + streams.jitter(xb).mul_(AUG_JITTER)
     if shift:
         length = xb.shape[-1]
-        s = torch.randint(-AUG_MAX_SHIFT, AUG_MAX_SHIFT + 1, xb.shape[:2] + (1,), generator=gen, device=xb.device)
-        s = s * (ms.augment.view(-1, 1, 1) > 0)
+        s = streams.shifts(xb.shape[1], -AUG_MAX_SHIFT, AUG_MAX_SHIFT)  # (R, B, 1)
         idx = (torch.arange(length, device=xb.device) - s) % length
         xa = xa.gather(-1, idx.expand_as(xa))
     return xa
@@ -136,7 +133,7 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
     dev, dt, r = ms.device, ms.dtype, ms.r
     params = init_params(ms.spec, ms.init_seeds, [ms.configs[j].init_scale for j in ms.run_of_model], dev, dt)
     running = init_running(ms.spec, r, dev, dt)
-    gen = torch.Generator(device=dev).manual_seed(model_seed(ms.configs[0].seed, 0, STREAM_CHUNK))
+    streams = ms.noise_streams()
     grad_stab = gradient_stability(ms, params)
     loss_init = full_train_loss(ms, params, running)
 
@@ -176,11 +173,11 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
             it = batch_idx[t % batch_idx.shape[0]]  # (R*B,) rows of the flattened training set
             xb = ms.x.flatten(0, 1).index_select(0, it).view(r, -1, *ms.x.shape[2:])
             yb = ms.y.flatten(0, 1).index_select(0, it).view(r, -1, *ms.y.shape[2:])
-        xa = _augment(ms, xb, gen, shift) if any_aug else xb
+        xa = _augment(ms, xb, streams, shift) if any_aug else xb
         with torch.no_grad():
             losses = loss_and_grads(ms.spec, params, grads, xa, yb, ms.objective_and_grad, running=running,
                                     residual=ms.residual, dropout=dropout, rowmask=rowmask, active=active,
-                                    generator=gen, residual_flags=residual_flags)  # (R,); gradients into g
+                                    generator=streams, residual_flags=residual_flags)  # (R,); gradients into g
             gsq.addcmul_(active, torch.linalg.vecdot(g, g))
             nonfinite |= ~torch.isfinite(losses) & (active > 0)
             opt.step(g, t)

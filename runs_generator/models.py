@@ -318,6 +318,18 @@ def update_running(
     rv.lerp_(new_v, BN_MOMENTUM)
 
 
+def dropout_uniform(f: torch.Tensor, generator, cnn: bool, b: int) -> torch.Tensor:
+    """Uniforms for a dropout mask over hidden map ``f``.
+
+    ``generator`` is a :class:`~runs_generator._noise.ModelStreams` (each model
+    draws its own, in its own shape: independent of the chunk), or one
+    ``torch.Generator`` (or None) drawing the whole tensor at once.
+    """
+    if hasattr(generator, "hidden_uniform"):
+        return generator.hidden_uniform(f, cnn, b)
+    return torch.rand(f.shape, generator=generator, device=f.device, dtype=f.dtype)
+
+
 def forward(
     spec: ArchSpec,
     params: dict[str, torch.Tensor],
@@ -329,7 +341,7 @@ def forward(
     dropout: torch.Tensor | None = None,
     rowmask: torch.Tensor | None = None,
     active: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator=None,
     preacts: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Outputs (R, B, C) of R stacked models on inputs x (R, B, *input_shape).
@@ -375,7 +387,7 @@ def forward(
         f = torch.relu(z)
         if mode == "train" and dropout is not None:
             keep = 1.0 - dropout.to(f.dtype).view(-1, 1, 1)
-            mask = torch.rand(f.shape, generator=generator, device=f.device, dtype=f.dtype) < keep
+            mask = dropout_uniform(f, generator, cnn, b) < keep
             f = f * mask / keep
         if i == 0 or res_none:
             h = f
@@ -421,9 +433,11 @@ class _Head(torch.autograd.Function):
 class NaiveNet(nn.Module):
     """One model as a plain ``nn.Module`` (the naive engine's reference)."""
 
-    def __init__(self, spec: ArchSpec, params: dict[str, torch.Tensor], residual: bool, dropout: float):
+    def __init__(self, spec: ArchSpec, params: dict[str, torch.Tensor], residual: bool, dropout: float,
+                 generator: torch.Generator | None = None):
         super().__init__()
         self.spec, self.residual = spec, residual
+        self.p, self.generator = float(dropout), generator  # dropout masks: this model's own stream
         self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
         has_bias = spec.normalization != "batch"
         for i in range(spec.depth):
@@ -446,7 +460,6 @@ class NaiveNet(nn.Module):
                 norm.weight.data = params[f"g{i}"].detach().clone()
                 norm.bias.data = params[f"be{i}"].detach().clone()
             self.norms.append(norm)
-        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(params["wo"].shape[0], spec.n_outputs)
         self.head.weight.data = params["wo"].detach().t().contiguous()
         self.head.bias.data = params["bo"].detach().clone()
@@ -461,7 +474,11 @@ class NaiveNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(x.shape[0], -1) if self.spec.arch == "mlp" else x.reshape(x.shape[0], 1, -1)
         for i, lin in enumerate(self.layers):
-            f = self.drop(torch.relu(self._norm(i, lin(h))))
+            f = torch.relu(self._norm(i, lin(h)))
+            if self.training and self.p > 0:  # (B, W) or (B, C, L): the per-model draw of runs_generator._noise
+                keep = 1.0 - self.p
+                u = torch.rand(f.shape, generator=self.generator, device=f.device, dtype=f.dtype)
+                f = f * (u < keep) / keep
             h = h + f if (self.residual and i > 0) else f
         if self.spec.arch == "cnn":
             h = h.transpose(1, 2)  # (B, L', W): position-major flatten like the stacked form

@@ -2,10 +2,10 @@
 
 The reference for the batched engine and the benchmark baseline. It shares
 with the batched engine only the random draws (initial weights and minibatch
-indices per ``(run seed, replica)``) and, after training, the measurement code
-(run on its stacked replicas). Dropout masks and augmentation noise come from
-a per-replica generator here, so runs with dropout or augmentation agree with
-the batched engine in distribution, not bit for bit.
+indices per ``(run seed, replica)``, and the dropout masks and augmentation
+noise of :mod:`runs_generator._noise`: the same generator, the same calls in the
+same order) and, after training, the measurement code (run on its stacked
+replicas).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from runs_generator._data import STREAM_CHUNK, eval_steps, model_seed
+from runs_generator._data import eval_steps
 from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, MOMENTUM, ModelSet, build_model_set
 from runs_generator._results import TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
@@ -48,8 +48,8 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
     idx_all = ms.minibatch_indices()
     nets, gsq, nonfinite = [], [], []
     for k in range(ms.r):
-        torch.manual_seed(model_seed(config.seed, k, STREAM_CHUNK))
-        net = NaiveNet(ms.spec, {n: v[k] for n, v in init.items()}, config.residual, config.dropout).to(device)
+        gen = torch.Generator(device=device).manual_seed(ms.noise_seeds[k])  # as runs_generator._noise
+        net = NaiveNet(ms.spec, {n: v[k] for n, v in init.items()}, config.residual, config.dropout, gen).to(device)
         if config.optimizer == "adam":
             opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         else:
@@ -67,9 +67,9 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
             it = idx[t % idx.shape[0]]
             xb, yb = x[it], y[it]
             if config.augmentation:
-                xa = xb + AUG_JITTER * torch.randn_like(xb)
+                xa = xb + AUG_JITTER * torch.randn(xb.shape, generator=gen, device=device, dtype=xb.dtype)
                 if config.task == "mnist1d":
-                    s = torch.randint(-AUG_MAX_SHIFT, AUG_MAX_SHIFT + 1, (xb.shape[0], 1), device=device)
+                    s = torch.randint(-AUG_MAX_SHIFT, AUG_MAX_SHIFT + 1, (xb.shape[0], 1), generator=gen, device=device)
                     xa = xa.gather(-1, (torch.arange(xb.shape[-1], device=device) - s) % xb.shape[-1])
                 xb = xa
             opt.zero_grad(set_to_none=True)

@@ -207,11 +207,11 @@ def test_augment_changes_only_augmented_models() -> None:
     from runs_generator._modelset import AUG_MAX_SHIFT, build_model_set
     from runs_generator._trainer import _augment
 
-    cfgs = [toy_config(run_index=i, seed=i, task="mnist1d", arch="cnn", width=4, augmentation=bool(i % 2), replicas=1)
-            for i in range(4)]
+    cfgs = [toy_config(run_index=i, seed=i, task="mnist1d", arch="cnn", width=4, augmentation=bool(i % 2), replicas=1,
+                       batch_size=16) for i in range(4)]
     ms = build_model_set(cfgs, [toy_data(c) for c in cfgs], torch.device("cpu"), torch.float64)
     xb = ms.x[:, :16]
-    xa = _augment(ms, xb, torch.Generator().manual_seed(0), shift=True)
+    xa = _augment(ms, xb, ms.noise_streams(), shift=True)
     shifts = range(-AUG_MAX_SHIFT, AUG_MAX_SHIFT + 1)
     for i in range(4):
         if i % 2 == 0:
@@ -319,3 +319,48 @@ def test_update_running_keeps_inactive_models_exactly() -> None:
     assert running["rm0"][0, 0] == float("inf") and running["rm0"][0, 1] == 1.0  # inactive: unchanged
     torch.testing.assert_close(running["rm0"][1], torch.tensor([0.95, 2.4]))  # 0.9 * old + 0.1 * batch mean
     torch.testing.assert_close(running["rv0"][1], torch.tensor([1.15, 1.15]))  # 0.9 + 0.1 * unbiased 2 * 5 / 4
+
+
+def _noisy_runs() -> tuple[list, list]:
+    """Runs with dropout and augmentation (the per-model random streams), padded batches, two shapes."""
+    cfgs = []
+    for i in range(10):
+        cnn = i >= 6
+        cfgs.append(toy_config(
+            run_index=i, seed=900 + i, task="mnist1d" if cnn else "teacher", arch="cnn" if cnn else "mlp",
+            width=4 if cnn else 8, depth=3, dropout=(0.0, 0.2, 0.5)[i % 3], augmentation=i % 2 == 1,
+            batch_size=(8, 16, None)[i % 3], n_train=(24, 40)[i % 2], steps=6 + i % 4,
+            optimizer=("sgd", "momentum", "adam")[i % 3], lr=0.02, normalization=("none", "batch", "layer")[i % 3],
+            residual=i % 2 == 0, early_stopping=i % 4 == 0))
+    return cfgs, [toy_data(c, groups=True) for c in cfgs]
+
+
+def _assert_same_metrics(a, b, where: str) -> None:
+    for name in FLOAT_FIELDS + ["deployment_risk", "ece"]:
+        x, y = getattr(a, name), getattr(b, name)
+        if x is None or y is None or (isinstance(x, float) and math.isnan(x)):
+            assert (x is None or math.isnan(x)) and (y is None or math.isnan(y)), (where, name, x, y)
+            continue
+        assert x == pytest.approx(y, rel=1e-7, abs=1e-9), (where, name, x, y)
+    assert a.diverged == b.diverged, where
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_row_depends_only_on_config_and_seed(device: str) -> None:
+    """A run's metrics are the same alone, in one chunk with every other run, and with the naive engine.
+
+    Every random stream (init, minibatches, dropout, augmentation, Hessian start)
+    is per run and replica, so grouping cannot change a row (float64: only
+    summation order differs).
+    """
+    cfgs, data = _noisy_runs()
+    together = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device)
+    reverse = train_runs(cfgs[::-1], data[::-1], dtype=torch.float64, chunk_size=8, device=device)[::-1]
+    for i, (c, d) in enumerate(zip(cfgs, data)):
+        alone = train_runs([c], [d], dtype=torch.float64, device=device)[0]
+        _assert_same_metrics(alone, together[i], f"run {i}: alone vs chunk of 64")
+        _assert_same_metrics(alone, reverse[i], f"run {i}: alone vs other chunks")
+    naive = train_runs(cfgs[::3], data[::3], engine="naive", dtype=torch.float64, device=device)
+    for c, a, b in zip(cfgs[::3], naive, together[::3]):
+        _assert_same_metrics(a, b, f"run {c.run_index}: naive vs batched")
