@@ -283,36 +283,6 @@ class Estimate:
     n: int
 
 
-def _ols_hc3(y: np.ndarray, x: np.ndarray, alpha: float) -> tuple[float, float, float, float, float]:
-    """Coefficient of ``x[:, 0]`` in OLS of ``y`` on ``[1, x]`` with HC3 standard errors.
-
-    Works on the centred, unit-scaled design (intercept partialled out, which
-    leaves slopes and their sandwich unchanged by Frisch-Waugh-Lovell) through
-    the small normal equations: cheap and well conditioned for columns on very
-    different scales (``weight_decay`` ~ 1e-3 beside ``log_batch`` ~ 6).
-    """
-    from scipy import stats
-
-    n, k = x.shape
-    xc = x - x.mean(axis=0)
-    scale = xc.std(axis=0)
-    scale[scale == 0] = 1.0
-    xs = xc / scale  # (n, k)
-    yc = y - y.mean()
-    xtx_inv = np.linalg.inv(xs.T @ xs)  # (k, k)
-    beta = xtx_inv @ (xs.T @ yc)
-    resid = yc - xs @ beta
-    lev = 1.0 / n + np.einsum("ij,jk,ik->i", xs, xtx_inv, xs)  # hat diagonal incl. the intercept
-    w = (resid / (1.0 - lev)) ** 2
-    meat = (xs * w[:, None]).T @ xs
-    cov = xtx_inv @ meat @ xtx_inv
-    b, se = float(beta[0] / scale[0]), float(np.sqrt(cov[0, 0]) / scale[0])
-    dof = n - k - 1
-    tcrit = float(stats.t.ppf(1 - alpha / 2, dof))
-    p = float(2 * stats.t.sf(abs(b / se), dof)) if se > 0 else float("nan")
-    return b, se, b - tcrit * se, b + tcrit * se, p
-
-
 def estimate_linear(
     data: pd.DataFrame,
     ident: Identification,
@@ -332,19 +302,18 @@ def estimate_linear(
         From :func:`identify_direct` (must be valid).
     adjustment : sequence of str, optional
         Override of ``ident.adjustment`` (e.g. with constant columns dropped).
-    se : {'hc3', 'classical'}
-        ``'classical'`` reports DoWhy's analytic OLS standard error, CI and
-        p-value; ``'hc3'`` (default) keeps DoWhy's point estimate and replaces
-        them by heteroskedasticity-robust HC3 ones computed on the same design
-        (real mediators are heteroskedastic: diverged runs, capped values).
+    se : {'hc3', 'hc1', 'classical'}
+        Standard errors from the one regression core (:func:`causal.regression.ols`)
+        on the same design; DoWhy's point estimate is checked equal to it.
     """
     import copy
 
     from dowhy.causal_estimator import estimate_effect
     from dowhy.causal_estimators.linear_regression_estimator import LinearRegressionEstimator
 
-    if se not in ("hc3", "classical"):
-        raise ConfigError(f"se must be 'hc3' or 'classical', got {se!r}")
+    from causal.regression import check_se, ols
+
+    check_se(se)
     if ident.estimand is None:
         raise ConfigError(f"{ident.treatment} → {ident.outcome} is not identified: {ident.reason}")
     t, o = ident.treatment, ident.outcome
@@ -352,21 +321,15 @@ def estimate_linear(
     frame = _float_frame(data, [t, o, *adjustment])
     estimand = copy.deepcopy(ident.estimand)
     estimand.set_backdoor_variables(adjustment, key="backdoor")
-    classical = se == "classical"
     with quiet():
-        estimator = LinearRegressionEstimator(
-            estimand, test_significance=classical, confidence_intervals=classical, confidence_level=1 - alpha
-        )
+        estimator = LinearRegressionEstimator(estimand, test_significance=False, confidence_intervals=False)
         est = estimate_effect(frame, t, o, "backdoor", estimator, effect_modifiers=[], method_params={})
         value = float(est.value)
-        if classical:
-            lo, hi = np.asarray(est.get_confidence_intervals(), dtype=float).ravel()[:2]
-            std_error = float(np.asarray(est.get_standard_error(), dtype=float).ravel()[0])
-            p_value = float(np.asarray(est.test_stat_significance()["p_value"], dtype=float).ravel()[0])
-            return Estimate(value, std_error, float(lo), float(hi), p_value, len(frame))
-    b, std_error, lo, hi, p_value = _ols_hc3(frame[o].to_numpy(), frame[[t, *adjustment]].to_numpy(), alpha)
+    fit = ols(frame[o].to_numpy(), frame[[t, *adjustment]].to_numpy(), se=se, alpha=alpha)
+    b, std_error, lo, hi, p_value = (float(fit.params[0]), float(fit.std_error[0]), float(fit.ci_low[0]),
+                                     float(fit.ci_high[0]), float(fit.p_value[0]))
     if not np.isclose(b, value, rtol=1e-6, atol=1e-8):  # same design, same OLS
-        raise RuntimeError(f"DoWhy ({value}) and the HC3 fit ({b}) disagree on {t} → {o}")
+        raise RuntimeError(f"DoWhy ({value}) and the regression core ({b}) disagree on {t} → {o}")
     return Estimate(value, std_error, lo, hi, p_value, len(frame))
 
 

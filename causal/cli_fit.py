@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--correction", choices=("holm", "fdr_bh", "bonferroni", "none"), default="holm",
                    help="multiple-testing correction across edges (default holm)")
-    p.add_argument("--se", choices=("hc3", "classical"), default="hc3",
-                   help="linear standard errors: robust HC3 (default) or DoWhy's classical")
+    p.add_argument("--se", choices=("hc3", "hc1", "classical"), default="hc3",
+                   help="standard errors: robust HC3 (default), HC1 or classical (causal.regression)")
     p.add_argument("--refute", action="store_true", help="also run placebo / random-cause / subset refuters (slow)")
     p.add_argument("--seed", type=int, default=0, help="seed for DML folds and refuters (default 0)")
     p.add_argument("--out", metavar="FILE", help="write the summary to FILE.csv, FILE.json or FILE.parquet")

@@ -54,6 +54,7 @@ import pandas as pd
 
 from causal.errors import ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
+from causal.regression import adjust_pvalues, ols
 from causal.results import Result
 from causal.variables import design_covariates
 
@@ -65,7 +66,7 @@ __all__ = ["Method", "Adjust", "Correction", "FitConfig", "EdgeEffects", "fit_ed
 Method = Literal["linear", "dml"]
 Adjust = Literal["graph", "all_levers"]
 Correction = Literal["holm", "fdr_bh", "bonferroni", "none"]
-StdErr = Literal["hc3", "classical"]
+from causal.regression import StdErr  # noqa: E402  (one source of SE types)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class FitConfig:
             "method": ("linear", "dml"),
             "adjust": ("graph", "all_levers"),
             "correction": ("holm", "fdr_bh", "bonferroni", "none"),
-            "se": ("hc3", "classical"),
+            "se": ("hc3", "hc1", "classical"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -107,21 +108,6 @@ def verdict(expected_sign: str, estimate: float, p_adjusted: float, alpha: float
     if expected_sign not in ("+", "-"):
         return "inconclusive"
     return "supports" if (estimate > 0) == (expected_sign == "+") else "contradicts"
-
-
-def _adjust_p(p: np.ndarray, method: str) -> np.ndarray:
-    """Corrected p-values; NaN p-values stay NaN and do not count as tests
-    (statsmodels' BH would turn every value NaN)."""
-    p = np.asarray(p, dtype=float)
-    if method == "none" or len(p) == 0:
-        return p.copy()
-    from statsmodels.stats.multitest import multipletests
-
-    out = np.full(len(p), np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], method=method)[1]
-    return out
 
 
 # ---- result ------------------------------------------------------------------------
@@ -432,7 +418,7 @@ _ORDER = [
 def _finish(summary: pd.DataFrame, config: FitConfig) -> pd.DataFrame:
     if summary.empty:
         return pd.DataFrame(columns=_ORDER)
-    summary["p_adjusted"] = _adjust_p(summary["p_value"].to_numpy(dtype=float), config.correction)
+    summary["p_adjusted"] = adjust_pvalues(summary["p_value"].to_numpy(dtype=float), config.correction)
     summary["significant"] = summary["p_adjusted"] < config.alpha
     summary["estimated_sign"] = np.where(summary["estimate"] > 0, "+", np.where(summary["estimate"] < 0, "-", "0"))
     summary["verdict"] = [
@@ -463,36 +449,33 @@ def _moderation(
         regime = (pd.to_numeric(data["overparam"]) > 0).astype("float64").where(data["overparam"].notna())
     else:
         return pd.DataFrame(columns=cols)
-    import statsmodels.api as sm
-
     adjustment = [c for c in row.iloc[0]["adjustment"].split(",") if c]
     frame = data[["capacity", "variance", *adjustment]].astype("float64").assign(_over=regime).dropna()
     out = []
-    cov = "HC3" if config.se == "hc3" or config.method == "dml" else "nonrobust"
+    se = "hc3" if config.method == "dml" else config.se
     for name, flag in (("under", 0.0), ("over", 1.0)):
         part = frame[frame["_over"] == flag]
         adj = [c for c in adjustment if part[c].nunique() > 1]
         if len(part) < len(adj) + 5 or part["capacity"].nunique() < 2:
             continue
-        fit = sm.OLS(part["variance"], sm.add_constant(part[["capacity", *adj]], has_constant="add")).fit(cov_type=cov)
-        lo, hi = fit.conf_int(alpha=config.alpha).loc["capacity"]
-        out.append({"regime": name, "estimate": fit.params["capacity"], "std_error": fit.bse["capacity"],
-                    "ci_low": lo, "ci_high": hi, "p_value": fit.pvalues["capacity"], "n": len(part),
+        fit = ols(part["variance"].to_numpy(), part[["capacity", *adj]].to_numpy(), se=se, alpha=config.alpha)
+        out.append({"regime": name, "estimate": fit.params[0], "std_error": fit.std_error[0],
+                    "ci_low": fit.ci_low[0], "ci_high": fit.ci_high[0], "p_value": fit.p_value[0], "n": len(part),
                     "expected_sign": edge2.regime_signs.get(name, edge2.sign).value})
     if frame["_over"].nunique() == 2:
         x = frame[["capacity", "_over", *[c for c in adjustment if frame[c].nunique() > 1]]].copy()
         x["capacity_x_over"] = x["capacity"] * x["_over"]
-        fit = sm.OLS(frame["variance"], sm.add_constant(x, has_constant="add")).fit(cov_type=cov)
-        b, s = fit.params["capacity_x_over"], fit.bse["capacity_x_over"]
-        lo, hi = fit.conf_int(alpha=config.alpha).loc["capacity_x_over"]
+        x = x[["capacity_x_over", *[c for c in x.columns if c != "capacity_x_over"]]]
+        fit = ols(frame["variance"].to_numpy(), x.to_numpy(), se=se, alpha=config.alpha)
         # over minus under slope: the book expects it negative (+ under, - over)
-        out.append({"regime": "interaction", "estimate": b, "std_error": s, "ci_low": lo, "ci_high": hi,
-                    "p_value": fit.pvalues["capacity_x_over"], "n": len(frame), "expected_sign": "-"})
+        out.append({"regime": "interaction", "estimate": fit.params[0], "std_error": fit.std_error[0],
+                    "ci_low": fit.ci_low[0], "ci_high": fit.ci_high[0], "p_value": fit.p_value[0],
+                    "n": len(frame), "expected_sign": "-"})
     if not out:
         return pd.DataFrame(columns=cols)
     mod = pd.DataFrame(out)
     mod["treatment"], mod["outcome"] = "capacity", "variance"
-    mod["p_adjusted"] = _adjust_p(mod["p_value"].to_numpy(dtype=float), config.correction)
+    mod["p_adjusted"] = adjust_pvalues(mod["p_value"].to_numpy(dtype=float), config.correction)
     mod["verdict"] = [verdict(s, e, p, config.alpha) for s, e, p in zip(mod["expected_sign"], mod["estimate"], mod["p_adjusted"])]
     mod["n"] = mod["n"].astype("int64")
     return mod[cols].reset_index(drop=True)

@@ -25,13 +25,13 @@ Tests
   parents; DoWhy's fully nonparametric KCI takes ~800 s per pass at 5,000 rows.
 
 p-values are corrected for multiple testing across implications
-(``statsmodels.stats.multitest.multipletests``).
+(:func:`causal.regression.adjust_pvalues`).
 
 Missing edges
 -------------
 For each randomized column (``lever``/``context``) and each mediator/outcome
 column the book does not connect by an edge, the target is regressed (OLS,
-HC1 standard errors) on *all* randomized columns plus its non-randomized graph
+HC3 standard errors, :func:`causal.regression.ols`) on *all* randomized columns plus its non-randomized graph
 parents. The coefficient is the source's effect not carried by the target's
 graph parents (``method="direct"``), 0 if the book's graph is right; it points
 at the missing arrow itself rather than at every descendant of it. When the
@@ -68,6 +68,7 @@ from causal._threads import single_threaded
 from causal.errors import ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
 from causal.mediate import usable_columns
+from causal.regression import adjust_pvalues, check_correction, ols
 from causal.results import Result, format_table
 from causal.variables import CONTRAST_COLUMNS, add_contrasts
 
@@ -182,18 +183,6 @@ def _row(x, y, given, n, statistic, r, p) -> dict[str, Any]:
 
 
 # ---- missing edges -------------------------------------------------------------------
-def _hc1(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OLS slopes (intercept added) and HC1 robust standard errors."""
-    n, p = X.shape
-    A = np.column_stack([np.ones(n), X - X.mean(0)])  # centred: slopes unchanged, better conditioned
-    inv = np.linalg.pinv(A.T @ A)
-    beta = inv @ (A.T @ y)
-    e = y - A @ beta
-    meat = (A * e[:, None] ** 2).T @ A
-    cov = inv @ meat @ inv * n / max(n - p - 1, 1)
-    return beta[1:], np.sqrt(np.clip(np.diag(cov)[1:], 0, None))
-
-
 def _edge_search(df: pd.DataFrame, g: nx.DiGraph) -> pd.DataFrame:
     roots = [v for v, k in g.nodes(data="kind") if k in _ROOT_KINDS]
     targets = [v for v, k in g.nodes(data="kind") if k not in _ROOT_KINDS]
@@ -206,8 +195,9 @@ def _edge_search(df: pd.DataFrame, g: nx.DiGraph) -> pd.DataFrame:
             continue
         y = data[t].to_numpy(dtype="float64")
         sd_t = y.std(ddof=1)
-        total, _ = _hc1(data[roots].to_numpy(dtype="float64"), y)
-        beta, se = _hc1(data[[*roots, *mediators]].to_numpy(dtype="float64"), y)
+        total = ols(y, data[roots].to_numpy(dtype="float64")).params
+        fit = ols(y, data[[*roots, *mediators]].to_numpy(dtype="float64"))
+        beta, se, pv = fit.params, fit.std_error, fit.p_value
         for s in candidates:
             j = roots.index(s)
             est, sd_s = float(beta[j]), data[s].std(ddof=1)
@@ -215,7 +205,7 @@ def _edge_search(df: pd.DataFrame, g: nx.DiGraph) -> pd.DataFrame:
                 "source": s, "target": t, "method": "direct" if mediators else "total",
                 "estimate": est, "std_error": float(se[j]),
                 "std_effect": est * sd_s / sd_t if sd_t > 0 else np.nan,
-                "p_value": float(2 * stats.norm.sf(abs(est / se[j]))) if se[j] > 0 else np.nan,
+                "p_value": float(pv[j]),
                 "total_estimate": float(total[j]),
                 "n": len(data), "in_book": False,
             })
@@ -378,12 +368,9 @@ def falsify(df: pd.DataFrame, *, graph: CausalGraph = BOOK_DAG, test: TestName =
     -------
     FalsifyResult
     """
-    from statsmodels.stats.multitest import multipletests
-
     if test not in ("fisher_z", "kernel"):
         raise ConfigError(f"test must be 'fisher_z' or 'kernel', got {test!r}")
-    if correction not in ("holm", "fdr_bh", "bonferroni"):
-        raise ConfigError(f"correction must be 'holm', 'fdr_bh' or 'bonferroni', got {correction!r}")
+    check_correction(correction)
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must lie in (0, 1), got {alpha!r}")
     if kernel_rows < 20:
@@ -410,19 +397,11 @@ def falsify(df: pd.DataFrame, *, graph: CausalGraph = BOOK_DAG, test: TestName =
         search = _edge_search(data, g)
     summary = pd.DataFrame(rows, columns=["x", "y", "given", "n_given", "n", "statistic", "partial_corr",
                                           "p_value"])
-    summary["p_adjusted"] = _adjust(summary["p_value"], correction, multipletests)
+    summary["p_adjusted"] = adjust_pvalues(summary["p_value"].to_numpy(float), correction)
     summary["violated"] = summary["p_adjusted"].lt(alpha)
 
-    search.insert(7, "p_adjusted", _adjust(search["p_value"], correction, multipletests))
+    search.insert(7, "p_adjusted", adjust_pvalues(search["p_value"].to_numpy(float), correction))
     strong = search["std_effect"].abs().gt(missing_edge_threshold) & search["p_adjusted"].lt(alpha)
     missing = search[strong].reindex(search[strong]["std_effect"].abs().sort_values(ascending=False).index)
     return FalsifyResult(summary, search, missing.reset_index(drop=True), test, alpha, correction,
                          missing_edge_threshold, len(data), skipped)
-
-
-def _adjust(p: pd.Series, method: str, multipletests: Any) -> np.ndarray:
-    out = np.full(len(p), np.nan)
-    ok = p.notna().to_numpy()
-    if ok.any():
-        out[ok] = multipletests(p[ok].to_numpy(float), method=method)[1]
-    return out

@@ -46,6 +46,7 @@ from scipy import stats
 from causal._threads import single_threaded
 from causal.errors import ConfigError, GraphError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
+from causal.regression import DEFAULT_SE, adjust_pvalues, check_correction, ols, weighted_ols
 from causal.results import Result
 from causal.variables import add_contrasts
 
@@ -123,46 +124,6 @@ def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> Iterable[
         done += b
 
 
-def weighted_ols(X: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """OLS slopes (with intercept) for every weight row of ``counts`` at once.
-
-    Parameters
-    ----------
-    X : (n, p) array
-    y : (n,) or (n, q) array
-    counts : (B, n) array of nonnegative weights (bootstrap counts)
-
-    Returns
-    -------
-    (B, p) or (B, p, q) array of slopes (the intercept is dropped).
-    """
-    y2 = y[:, None] if y.ndim == 1 else y
-    n, p = X.shape
-    # centre on the full-data means: the intercept absorbs the shift, conditioning improves
-    F = np.column_stack([np.ones(n), X - X.mean(0), y2 - y2.mean(0)])  # (n, 1+p+q)
-    k = F.shape[1]
-    G = (counts @ (F[:, :, None] * F[:, None, :]).reshape(n, k * k)).reshape(-1, k, k)
-    XtX, Xty = G[:, : p + 1, : p + 1], G[:, : p + 1, p + 1 :]
-    try:
-        beta = np.linalg.solve(XtX, Xty)
-    except np.linalg.LinAlgError:  # a resample without variation in some column
-        beta = np.linalg.pinv(XtX) @ Xty
-    slopes = beta[:, 1:, :]
-    return slopes[..., 0] if y.ndim == 1 else slopes
-
-
-def ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """OLS slopes (with intercept), classical standard errors and residual dof."""
-    n, p = X.shape
-    A = np.column_stack([np.ones(n), X])
-    beta, *_ = np.linalg.lstsq(A, y, rcond=None)
-    resid = y - A @ beta
-    dof = max(n - p - 1, 1)
-    sigma2 = float(resid @ resid) / dof
-    cov = sigma2 * np.linalg.pinv(A.T @ A)
-    return beta[1:], np.sqrt(np.clip(np.diag(cov)[1:], 0, None)), dof
-
-
 # ---- the fitted SEM -----------------------------------------------------------------
 @dataclass(frozen=True)
 class LinearSEM:
@@ -175,7 +136,7 @@ class LinearSEM:
     coef : (k, k) array
         ``coef[i, j]`` is the coefficient of edge ``nodes[i] -> nodes[j]`` (0 if none).
     std_error : (k, k) array
-        Classical OLS standard errors of ``coef`` (NaN where no edge).
+        HC3 standard errors of ``coef`` from :func:`causal.regression.ols` (NaN where no edge).
     boot : (n_boot, k, k) array
         The same coefficients in each bootstrap resample.
     graph : networkx.DiGraph
@@ -211,9 +172,9 @@ class LinearSEM:
         fitted = [v for v in nodes if graph.in_degree(v) > 0]
         parents = {v: [pos[u] for u in graph.predecessors(v)] for v in fitted}
         for v in fitted:
-            b, s, _ = ols(values[:, parents[v]], values[:, pos[v]])
-            coef[parents[v], pos[v]] = b
-            se[parents[v], pos[v]] = s
+            fit = ols(values[:, pos[v]], values[:, parents[v]], se=DEFAULT_SE)
+            coef[parents[v], pos[v]] = fit.params
+            se[parents[v], pos[v]] = fit.std_error
         boot = np.zeros((n_boot, k, k))
         rng = np.random.default_rng(seed)  # seeded right before the stochastic step
         start = 0
@@ -550,10 +511,7 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
     -------
     MediationTable
     """
-    from statsmodels.stats.multitest import multipletests
-
-    if correction not in ("holm", "fdr_bh", "bonferroni", "none"):
-        raise ConfigError(f"correction must be 'holm', 'fdr_bh', 'bonferroni' or 'none', got {correction!r}")
+    check_correction(correction)
     parsed = default_paths(df, graph) if paths is None else [parse_path(p) for p in paths]
     parsed = list(dict.fromkeys(parsed))
     with single_threaded():
@@ -576,13 +534,5 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
     summary = pd.DataFrame(rows, columns=[
         "path", "source", "target", "mediators", "estimate", "std_error", "ci_low", "ci_high", "p_value",
         "direct", "other_indirect", "total", "total_ci_low", "total_ci_high", "share", "n"])
-    if len(summary) and correction != "none":
-        pv = summary["p_value"].to_numpy(float)
-        adjusted = np.full(len(pv), np.nan)
-        ok = np.isfinite(pv)  # a NaN p-value is not a test (BH would turn every value NaN)
-        if ok.any():
-            adjusted[ok] = multipletests(pv[ok], method=correction)[1]
-        summary.insert(9, "p_adjusted", adjusted)
-    else:
-        summary.insert(9, "p_adjusted", summary["p_value"].astype(float))
+    summary.insert(9, "p_adjusted", adjust_pvalues(summary["p_value"].to_numpy(float), correction))
     return MediationTable(summary, {" -> ".join(p): results[p] for p in parsed}, n_boot, alpha, seed, correction)

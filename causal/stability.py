@@ -48,7 +48,8 @@ import pandas as pd
 from causal._threads import single_threaded
 from causal.errors import BaselineError, ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.mediate import bootstrap_counts, usable_columns, weighted_ols
+from causal.mediate import bootstrap_counts, usable_columns
+from causal.regression import weighted_ols
 from causal.results import Result
 from causal.variables import add_contrasts
 

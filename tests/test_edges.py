@@ -208,7 +208,7 @@ def test_all_levers_adjusts_for_randomized_levers_outside_the_graph(seed):
 
 
 def test_constant_outcome_is_skipped_and_nan_p_values_do_not_poison_bh():
-    from causal.edges import _adjust_p
+    from causal.regression import adjust_pvalues as _adjust_p
 
     df = simulate_linear_scm(800, seed=0).data
     df["sharpness"] = 1.0
