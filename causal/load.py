@@ -1,8 +1,9 @@
 """Load a runs table from parquet and validate it against :mod:`causal.schema`.
 
 :func:`load_runs` reads one parquet file or a sweep directory of shards (every
-``*.parquet`` file in it; dotfiles and ``*.tmp`` files left by a killed sweep
-are ignored), checks each file's schema version (key ``udl.schema_version`` in
+``*.parquet`` file in it; files starting with ``_`` or ``.`` such as the
+manifest ``_sweep.json`` and the ``*.tmp`` files a killed sweep leaves are
+ignored, as pyarrow datasets do), checks each file's schema version (key ``udl.schema_version`` in
 the parquet key-value metadata, written by :mod:`runs_generator.storage`: the
 same major version is accepted) and validates the result with
 :func:`validate_runs`. Every failure is a :class:`~causal.errors.SchemaError`
@@ -52,7 +53,7 @@ def parquet_files(path: str | Path) -> list[Path]:
     if p.is_dir():
         files = sorted(
             f for f in p.iterdir()
-            if f.is_file() and f.suffix == ".parquet" and not f.name.startswith(".")
+            if f.is_file() and f.suffix == ".parquet" and not f.name.startswith((".", "_"))
         )
         if not files:
             raise SchemaError(
@@ -97,7 +98,8 @@ def _read_file(path: Path, columns: Sequence[str] | None) -> tuple[pd.DataFrame,
         if _major(version) != _major(SCHEMA_VERSION):
             raise SchemaError(
                 f"{path}: schema version {version} is incompatible with this reader's {SCHEMA_VERSION} "
-                "(major versions differ); regenerate the sweep or install the matching udl-causal version"
+                "(major versions differ: columns changed meaning, see causal.load_runs). Regenerate the sweep "
+                "with this package (udl generate ...) or install the udl-causal version that wrote it"
             )
         if COLUMNS_KEY in meta:
             try:
@@ -144,6 +146,27 @@ def load_runs(
     pandas.DataFrame
         Declared float columns as float64, integer columns as int64 (float64
         when they hold nulls), string columns as strings.
+
+    Notes
+    -----
+    Schema 2.0 (this version) differs from 1.x in meaning, so 1.x files are
+    refused with a message to regenerate them:
+
+    * outcomes, bias² and variance are measured on an in-distribution test set
+      (the training mixture of subgroups); ``deployment_risk`` on a separate
+      group-balanced test set;
+    * a classifier's prediction is always its softmax probability vector
+      (``mse`` on classes is the Brier score; ``l1`` is regression-only);
+    * ``convergence`` is ``-log10(final train loss / best-constant loss)`` in
+      one evaluation loss per problem; ``implicit_reg`` uses the effective step
+      (momentum, Adam's preconditioner) over the last half of training;
+      ``bias_sq`` is the unbiased estimate; ``sharpness`` uses a fixed-size
+      subsample;
+    * a value that cannot be measured is **null**, never a floor or cap: every
+      post-training mediator and outcome of a diverged run (``diverged=1``,
+      new ``diverged_step``), ``gradient_stability`` at depth 1, the log of a
+      non-positive ``bias_sq`` or top eigenvalue;
+    * new lever column ``epochs`` (the training budget).
 
     Raises
     ------

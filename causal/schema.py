@@ -27,7 +27,11 @@ __all__ = [
 
 #: Bump the major part when a column changes meaning or type, the minor part when
 #: columns are only added. Readers accept files of the same major version.
-SCHEMA_VERSION = "1.0"
+#: 2.0: in-distribution test set, probabilities for every classifier, convergence
+#: against the best constant predictor, effective-step implicit_reg, unbiased
+#: bias_sq, fixed-size Hessian subsample, ``diverged_step``, ``epochs``, and null
+#: (never a floor or cap) where a value cannot be measured.
+SCHEMA_VERSION = "2.0"
 
 
 class Dtype(str, Enum):
@@ -105,7 +109,9 @@ RUNS_SCHEMA: tuple[Column, ...] = (
     Column("n_train", I, Role.CONTEXT, _ALL, "training examples per replica"),
     Column("noise", F, Role.CONTEXT, _ALL, "label-noise fraction (classes) or noise std / signal std (regression)"),
     Column("noise_dist", S, Role.CONTEXT, _ALL, "regression noise distribution: gaussian | laplace"),
-    Column("steps", I, Role.LEVER, _ALL, "optimizer steps per replica"),
+    Column("steps", I, Role.LEVER, _ALL, "optimizer steps per replica (the budget rule: epochs x n_train / batch, "
+           "at least the space's minimum)"),
+    Column("epochs", F, Role.LEVER, _ALL, "training budget in passes over the training set: steps x batch / n_train"),
     Column("replicas", I, Role.LEVER, _ALL, "K: replicas per run (independent training sets and inits)"),
     # --- oriented levers (DESIGN.md §2) -------------------------------------------
     Column("capacity", F, Role.LEVER, _ALL, "log10(trainable parameters)"),
@@ -129,20 +135,52 @@ RUNS_SCHEMA: tuple[Column, ...] = (
     Column("overparam", F, Role.DERIVED, _ALL, "log10(parameters / (training examples x outputs))"),
     Column("overparameterized", I, Role.DERIVED, _ALL, "1 when overparam > 0"),
     # --- mediators ------------------------------------------------------------------
-    Column("gradient_stability", F, Role.MEDIATOR, _SUP, "-abs(log10(|dL/da_1| / |dL/da_K|)) at init; 0 is balanced"),
-    Column("sharpness", F, Role.MEDIATOR, _SUP, "log10 top Hessian eigenvalue of the training loss at the end of training"),
-    Column("implicit_reg", F, Role.MEDIATOR, _SUP, "log10((lr/4) * mean minibatch |grad L_batch|^2), averaged over training"),
-    Column("bias_sq", F, Role.MEDIATOR, _SUP, "log10 mean over test inputs of (ensemble-mean prediction - target)^2"),
-    Column("variance", F, Role.MEDIATOR, _SUP, "log10 mean over test inputs of the variance of predictions across replicas"),
-    Column("convergence", F, Role.MEDIATOR, _SUP, "-log10(final train loss / initial train loss), capped for diverged runs"),
-    Column("diverged", I, Role.MEDIATOR, _SUP, "1 when any replica diverged (non-finite or exploding loss)"),
+    # null = not measurable for the run: every post-training mediator and outcome of a
+    # diverged run, gradient_stability of a one-hidden-layer network, the log of a
+    # non-positive estimate (bias_sq below the replica noise, no positive curvature)
+    Column("gradient_stability", F, Role.MEDIATOR, _SUP,
+           "-abs(log10(|dL/da_1| / |dL/da_K|)) at init over the first and last hidden layers' pre-activations; "
+           "0 is balanced; null for depth 1", nullable=True),
+    Column("sharpness", F, Role.MEDIATOR, _SUP,
+           "log10 top Hessian eigenvalue of the training loss at the end of training (12 Lanczos steps on the first "
+           "64 training examples of each replica, whatever n_train); null if diverged or <= 0", nullable=True),
+    Column("implicit_reg", F, Role.MEDIATOR, _SUP,
+           "log10((1/4) mean over the last half of training of h*|grad L_batch|^2), h the effective step: lr (SGD), "
+           "lr/(1-0.9) (momentum), Adam's preconditioned lr/(sqrt(v_hat)+eps) per coordinate; null if diverged",
+           nullable=True),
+    Column("bias_sq", F, Role.MEDIATOR, _SUP,
+           "log10 unbiased bias^2: mean over in-distribution test inputs of |ensemble-mean prediction - clean "
+           "target|^2 minus variance/K (classes: softmax probabilities vs one-hot); null if diverged or <= 0",
+           nullable=True),
+    Column("variance", F, Role.MEDIATOR, _SUP,
+           "log10 mean over in-distribution test inputs of the variance of predictions across the K replicas "
+           "(disjoint training sets); null if diverged", nullable=True),
+    Column("convergence", F, Role.MEDIATOR, _SUP,
+           "-log10(final train loss / best-constant-predictor loss), both in the evaluation loss (cross-entropy "
+           "for classes, MSE for regression); null if diverged", nullable=True),
+    Column("diverged", I, Role.MEDIATOR, _SUP,
+           "1 when any replica diverged (a non-finite loss or one above 1000x the initial loss)"),
+    Column("diverged_step", I, Role.MEDIATOR, _OPT,
+           "first step (1-based) at which a replica's minibatch loss was non-finite or above 1000x the initial "
+           "loss (the step count if only the final loss showed it); null when not diverged", nullable=True),
     # --- outcomes -------------------------------------------------------------------
-    Column("generalization", F, Role.OUTCOME, _SUP, "test accuracy (classes) or test R^2 (regression)"),
-    Column("test_loss", F, Role.OUTCOME, _SUP, "test loss (the run's training loss function, replica mean)"),
-    Column("test_error", F, Role.OUTCOME, _SUP, "test error rate (classes) or test MSE (regression)"),
-    Column("gen_gap", F, Role.OUTCOME, _SUP, "test loss - training loss"),
-    Column("deployment_risk", F, Role.OUTCOME, _OPT, "worst-group test error - best-group test error", nullable=True),
-    Column("ece", F, Role.OUTCOME, _OPT, "expected calibration error (classification)", nullable=True),
+    Column("generalization", F, Role.OUTCOME, _SUP,
+           "in-distribution test accuracy (classes) or test R^2 (regression, unclipped); null if diverged",
+           nullable=True),
+    Column("test_loss", F, Role.OUTCOME, _SUP,
+           "in-distribution test loss in the evaluation loss (cross-entropy / MSE) on noisy targets; null if diverged",
+           nullable=True),
+    Column("test_error", F, Role.OUTCOME, _SUP,
+           "in-distribution test error rate (classes) or MSE / target variance (regression); null if diverged",
+           nullable=True),
+    Column("gen_gap", F, Role.OUTCOME, _SUP,
+           "test loss - training loss, both in the evaluation loss on the training mixture; null if diverged",
+           nullable=True),
+    Column("deployment_risk", F, Role.OUTCOME, _OPT,
+           "worst-group minus best-group test error on a separate group-balanced test set; null if diverged",
+           nullable=True),
+    Column("ece", F, Role.OUTCOME, _OPT, "expected calibration error (classification, in-distribution, 15 bins); "
+           "null if diverged or regression", nullable=True),
     Column("precision", F, Role.OUTCOME, _GEN, "k-NN manifold precision of generated samples", nullable=True),
     Column("recall", F, Role.OUTCOME, _GEN, "k-NN manifold recall of generated samples", nullable=True),
     Column("coverage", F, Role.OUTCOME, _GEN, "coverage of the real data by generated samples", nullable=True),

@@ -21,6 +21,7 @@ __all__ = [
     "batch_indices",
     "stack_padded",
     "eval_steps",
+    "implicit_window",
     "LOSS_CODES",
     "per_example_loss",
 ]
@@ -69,6 +70,16 @@ def stack_padded(
     return t, counts
 
 
+def implicit_window(steps: int) -> int:
+    """First step (0-based) of the ``implicit_reg`` window: the last half of training.
+
+    The window leaves out the first half, where the loss and gradients of a
+    badly scaled initialization are largest and would dominate a mean over
+    all steps.
+    """
+    return steps // 2
+
+
 def eval_steps(steps: int) -> list[int]:
     """Steps (1-based, after the update) at which early stopping validates."""
     every = max(1, steps // 10)
@@ -85,6 +96,12 @@ def per_example_loss(
 ) -> torch.Tensor:
     """Loss of every example, written out explicitly (double-backward safe).
 
+    A classifier's prediction is always the softmax probability vector:
+    cross-entropy acts on it through the log-softmax, and squared error on
+    classes is the Brier score ``mean_c (softmax(out)_c - onehot_c)^2``. An
+    absolute error on classes is refused (on one-hot targets it trains to an
+    all-zero output; it is a regression loss here).
+
     Parameters
     ----------
     out : (R, N, C) outputs (logits for classification)
@@ -94,8 +111,7 @@ def per_example_loss(
 
     Returns
     -------
-    (R, N) losses; squared and absolute errors are means over the C outputs
-    (``torch.nn.functional`` conventions, against one-hot labels for classes).
+    (R, N) losses; squared and absolute errors are means over the C outputs.
     """
     if kind == LOSS_CODES["cross_entropy"]:
         if not classification:
@@ -106,8 +122,12 @@ def per_example_loss(
             return nll
         eps = label_smoothing.view(-1, 1)
         return (1.0 - eps) * nll - eps * logp.mean(dim=-1)
-    target = torch.nn.functional.one_hot(y, out.shape[-1]).to(out.dtype) if classification else y
-    diff = out - target
+    if classification:
+        if kind != LOSS_CODES["mse"]:
+            raise ValueError("on classes only cross_entropy and mse (the Brier score) are defined; got l1")
+        diff = torch.softmax(out, dim=-1) - torch.nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
+    else:
+        diff = out - y
     if kind == LOSS_CODES["mse"]:
         return (diff * diff).mean(dim=-1)
     return diff.abs().mean(dim=-1)

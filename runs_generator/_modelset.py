@@ -59,8 +59,9 @@ class ModelSet:
     x_val: torch.Tensor
     y_val: torch.Tensor
     n_val: torch.Tensor
-    x_test: torch.Tensor  # (R, n_test_max, *in)
+    x_test: torch.Tensor  # (R, n_test_max, *in): the in-distribution test set
     n_test: torch.Tensor
+    x_groups: torch.Tensor | None  # (R, n_groups_max, *in): the group-balanced test set, if any run has one
     # per-model hyperparameters, shape (R,)
     lr: torch.Tensor
     weight_decay: torch.Tensor
@@ -101,7 +102,7 @@ class ModelSet:
         changes = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("spec", "configs", "datas", "classification"):
+            if f.name in ("spec", "configs", "datas", "classification") or v is None:
                 continue
             if isinstance(v, torch.Tensor):
                 changes[f.name] = v.index_select(0, sel)
@@ -144,9 +145,11 @@ class ModelSet:
         The training step's loss without autograd: on the small (R, N, C)
         outputs autograd's per-op overhead cost more than the arithmetic.
         Cross-entropy with label smoothing ``eps`` has gradient ``softmax -
-        (1 - eps) onehot - eps / C``; mean squared error ``2 (out - t) / C``;
-        mean absolute error ``sign(out - t) / C``; each per example, times the
-        example's weight in its model's mean. ``tests/test_fused.py`` checks
+        (1 - eps) onehot - eps / C``; mean squared error ``2 (out - t) / C``
+        (on classes it acts on ``p = softmax(out)``: with ``d = 2 (p - t) / C``
+        the gradient is the softmax Jacobian times ``d``, ``p * (d - <p, d>)``);
+        mean absolute error ``sign(out - t) / C`` (regression only); each per
+        example, times the example's weight in its model's mean. ``tests/test_fused.py`` checks
         this against autograd through :meth:`objective`.
         """
         n_cls = out.shape[-1]
@@ -163,6 +166,12 @@ class ModelSet:
                 nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
                 lk = (1.0 - eps) * nll - eps * logp.mean(dim=-1)
                 gk = logp.exp_().sub_(target * (1.0 - eps).unsqueeze(-1)).sub_(eps.unsqueeze(-1) / n_cls)
+            elif self.classification:  # Brier score on the softmax probabilities
+                prob = torch.softmax(out, dim=-1)
+                diff = prob - target
+                lk = (diff * diff).mean(dim=-1)
+                d = diff.mul_(2.0 / n_cls)
+                gk = prob * (d - (prob * d).sum(dim=-1, keepdim=True))
             else:
                 diff = out - target
                 if k == LOSS_CODES["mse"]:
@@ -230,6 +239,10 @@ def build_model_set(
     x_val, n_val = stack_padded(xv, device, dtype)
     y_val, _ = stack_padded(yv, device, ydt)
     x_test, n_test = stack_padded(xt, device, dtype)
+    x_groups = None
+    if any(d.x_groups is not None for d in datas):  # runs without a group set get one placeholder row
+        xg = [datas[j].x_groups if datas[j].x_groups is not None else datas[j].x_test[:1] for j in run_of]
+        x_groups, _ = stack_padded(xg, device, dtype)
 
     def vec(values, dt=dtype):
         return torch.tensor(values, device=device, dtype=dt)
@@ -249,6 +262,7 @@ def build_model_set(
         n_val=n_val,
         x_test=x_test,
         n_test=n_test,
+        x_groups=x_groups,
         lr=vec([c.lr for c in cfg_of]),
         weight_decay=vec([c.weight_decay for c in cfg_of]),
         dropout=vec([c.dropout for c in cfg_of]),

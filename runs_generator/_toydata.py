@@ -63,13 +63,14 @@ def toy_data(config: RunConfig, *, n_in: int = 10, n_outputs: int = 3, n_test: i
         xv.append(x)
         yv.append(labels(f, True))
     x_test, f_test = draw(n_test)
-    group = None
-    if groups:
-        group = (np.arange(n_test) % 4 == 0).astype(np.int64)
-        x_test[group == 1] += 1.5
-        f_test = np.tanh(x_test.reshape(n_test, -1) @ w1) @ w2
+    x_groups = y_groups = group = None
+    if groups:  # a separate, group-balanced set: half of it shifted by 1.5
+        group = (np.arange(n_test) % 2).astype(np.int64)
+        x_groups, _ = draw(n_test)
+        x_groups[group == 1] += 1.5
+        y_groups = labels(np.tanh(x_groups.reshape(n_test, -1) @ w1) @ w2, False)
     return TaskData(
         problem=config.problem, n_outputs=n_outputs, x_train=np.stack(xs), y_train=np.stack(ys),
         x_val=np.stack(xv), y_val=np.stack(yv), x_test=x_test, y_test=labels(f_test, False),
-        y_test_noisy=labels(f_test, True), group_test=group,
+        y_test_noisy=labels(f_test, True), x_groups=x_groups, y_groups=y_groups, groups=group,
     )

@@ -9,8 +9,8 @@ one (R, P) buffer, then a
 parameters live in one (R, P) tensor (the named parameters are views of it),
 so SGD / momentum / Adam with per-model lr and weight decay is a dozen ops
 whatever the depth. Models with fewer steps stop updating through a zero
-learning rate. No ``.item()`` in the loop: losses and squared gradient norms
-are accumulated in tensors.
+learning rate. No ``.item()`` in the loop: the implicit-regularization sums and
+the step of divergence are accumulated in tensors.
 
 Where the time goes (width 64, depth 2, batch 128, 32 models, 1 CPU thread):
 the batched GEMMs are about half of a step; the rest is elementwise passes
@@ -24,11 +24,11 @@ import time
 
 import torch
 
-from runs_generator._data import eval_steps
+from runs_generator._data import eval_steps, implicit_window
 from runs_generator._fused import loss_and_grads
 from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, ModelSet
 from runs_generator._noise import ModelStreams
-from runs_generator._results import TrainStats, finalize, full_train_loss
+from runs_generator._results import EXPLODE_FACTOR, TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
 from runs_generator.models import forward, init_params, init_running
 from runs_generator.spec import RunMetrics
@@ -94,8 +94,24 @@ class FlatOptimizer:
             self.lr_sgd = lr[self.sgd_rows] if self.sgd_rows is not None else None
             self.lr_adam = lr[self.adam_rows] if self.adam_rows is not None else None
 
-    def step(self, g: torch.Tensor, t: int) -> None:
-        """Apply gradients ``g`` (R, P) at step ``t`` (0-based); ``g`` may be overwritten."""
+    def step(self, g: torch.Tensor, t: int, track: bool = False) -> torch.Tensor | None:
+        """Apply loss gradients ``g`` (R, P) at step ``t`` (0-based); ``g`` may be overwritten.
+
+        With ``track``, return each model's ``h ||g||^2`` (R,) for
+        ``implicit_reg``, with ``h`` the effective step on the loss gradient
+        (before weight decay): ``lr`` for SGD, ``lr / (1 - momentum)`` with
+        momentum, and for Adam the preconditioned form
+        ``sum_i lr g_i^2 / (sqrt(v_hat_i) + eps)`` with this step's ``v_hat``.
+        Inactive models (learning rate 0) give 0.
+        """
+        q = g_sq = None
+        if track:
+            q = torch.zeros(self.flat.shape[0], device=g.device, dtype=g.dtype)
+            if self.sgd_rows is not None:
+                gs = g[self.sgd_rows]
+                q[self.sgd_rows] = torch.linalg.vecdot(gs, gs) * (-self.lr_sgd.view(-1) / (1.0 - self.mom.view(-1)))
+            if self.adam_rows is not None:
+                g_sq = g[self.adam_rows].square()
         if self.any_wd:
             g.addcmul_(self.flat, self.wd)
         if self.sgd_rows is not None:
@@ -110,6 +126,9 @@ class FlatOptimizer:
             self.v.mul_(b2).addcmul_(ga, ga, value=1 - b2)
             denom = self.v.sqrt().div_(bc2**0.5).add_(ADAM_EPS)  # torch.optim.Adam's rounding order
             p.addcdiv_(self.m * (self.lr_adam / bc1), denom)
+            if g_sq is not None:
+                q[self.adam_rows] += (g_sq / denom).sum(dim=1) * -self.lr_adam.view(-1)  # masked: SGD rows add 0
+        return q
 
 
 def _augment(ms: ModelSet, xb: torch.Tensor, streams: ModelStreams, shift: bool) -> torch.Tensor:
@@ -161,8 +180,13 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
     best = [v.clone() for v in (flat, *running.values())] if due else []
     best_val = torch.full((r,), float("inf"), device=dev, dtype=dt)
 
-    gsq = torch.zeros(r, device=dev, dtype=dt)
-    nonfinite = torch.zeros(r, device=dev, dtype=torch.bool)
+    # implicit_reg: h ||g||^2 summed over each model's window (its last half of steps)
+    win_start = torch.tensor([implicit_window(s) for s in ms.steps], device=dev)
+    first_win = min(implicit_window(s) for s in ms.steps)
+    hgsq = torch.zeros(r, device=dev, dtype=dt)
+    # divergence: the first step whose minibatch loss is non-finite or explodes (-1: none)
+    bad_step = torch.full((r,), -1, device=dev, dtype=torch.int64)
+    explode_at = loss_init * EXPLODE_FACTOR
     stop_steps = set(ms.steps)  # the active mask only changes when some model finishes
     active = torch.ones(r, device=dev, dtype=dt)
     for t in range(n_steps):
@@ -178,9 +202,11 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
             losses = loss_and_grads(ms.spec, params, grads, xa, yb, ms.objective_and_grad, running=running,
                                     residual=ms.residual, dropout=dropout, rowmask=rowmask, active=active,
                                     generator=streams, residual_flags=residual_flags)  # (R,); gradients into g
-            gsq.addcmul_(active, torch.linalg.vecdot(g, g))
-            nonfinite |= ~torch.isfinite(losses) & (active > 0)
-            opt.step(g, t)
+            bad = (~torch.isfinite(losses) | (losses > explode_at)) & (active > 0) & (bad_step < 0)
+            bad_step = torch.where(bad, t + 1, bad_step)
+            q = opt.step(g, t, track=t >= first_win)
+            if q is not None:
+                hgsq.addcmul_(active * (win_start <= t), q)
             if (t + 1) in due:
                 val = _val_loss(ms, params, running)
                 better = due[t + 1] & (val < best_val)
@@ -194,8 +220,8 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
     stats = TrainStats(
         loss_initial=loss_init,
         grad_stability=grad_stab,
-        grad_sq_mean=gsq / steps_t.to(dt),
-        nonfinite=nonfinite,
+        implicit=hgsq / (steps_t - win_start).to(dt),
+        diverged_step=bad_step,
         wall_time_s=time.perf_counter() - t0,
     )
     return finalize(ms, params, running, stats, t0)

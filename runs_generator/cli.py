@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generate a randomized sweep of training runs (one parquet row per run)",
         description=(
             "Draw every design lever independently per run, train each run's K replicas, and write "
-            "parquet shards plus sweep.json into --out. Rerunning the same command resumes."
+            "parquet shards plus _sweep.json into --out. Rerunning the same command resumes."
         ),
     )
     p.add_argument("--runs", type=int, required=True, help="number of runs (rows)")
@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("batched", "naive"), default="batched", help="training engine")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device")
     p.add_argument("--replicas", type=int, default=4, help="K replicas per run (default 4)")
+    p.add_argument("--space", choices=("small", "large"), default="small",
+                   help="lever space: 'small' (default; fast, tests and CPU demos) or 'large' (the reference "
+                        "atlas and GPU sweeps: widths to 128, n_train to 4,000, 25-100 epochs)")
     p.add_argument("--fix", action="append", default=[], metavar="LEVER=VALUE",
                    help="hold a lever constant (repeatable), e.g. --fix optimizer=adam")
     p.add_argument("--vary", action="append", default=[], metavar="LEVER=V1,V2",
@@ -43,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from causal.errors import ConfigError
-    from runs_generator.levers import DEFAULT_SPACE, parse_assignment
+    from runs_generator.levers import get_space, parse_assignment
     from runs_generator.sweep import SweepConfig, run_sweep
 
     fix, vary = {}, {}
@@ -62,7 +65,7 @@ def _generate(args: argparse.Namespace) -> int:
     cfg = SweepConfig(
         runs=args.runs, seed=args.seed, out=args.out, shard_size=args.shard_size, workers=args.workers,
         engine=args.engine, device=args.device, replicas=args.replicas,
-        overrides=DEFAULT_SPACE.overrides(fix, vary),
+        overrides=get_space(args.space).overrides(fix, vary), space=args.space,
     )
     res = run_sweep(cfg)
     print(

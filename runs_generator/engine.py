@@ -209,6 +209,11 @@ def _check(c: RunConfig, d: TaskData) -> None:
             f"run {c.run_index}: loss='cross_entropy' needs a classification task; task {c.task!r} is a "
             "regression problem. Draw loss from {'mse', 'l1'} for regression runs"
         )
+    if d.problem == "classification" and c.loss == "l1":
+        raise ConfigError(
+            f"run {c.run_index}: loss='l1' is a regression loss here; on one-hot classes it trains to an all-zero "
+            "output. Use loss='cross_entropy' or 'mse' (the Brier score on softmax probabilities) for classes"
+        )
     if d.x_train.shape[0] < c.replicas:
         raise ConfigError(
             f"run {c.run_index}: replicas={c.replicas} but TaskData.x_train holds {d.x_train.shape[0]} draws; "

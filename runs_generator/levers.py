@@ -10,8 +10,19 @@ one lever fixed (``fix``) or cycling it (``vary``) leaves every other lever's
 draw unchanged. New levers must be appended at the end of :data:`DEFAULT_SPACE`
 to keep old sweeps reproducible.
 
-Levers that do not apply to a run are resolved deterministically (the draw itself
-stays independent of the other levers):
+Two spaces (:data:`SPACES`, picked with ``--space`` / ``generate(space=...)``):
+
+* ``small`` (the default of ``udl generate`` and ``generate()``, so a command
+  with nothing else given finishes in minutes on a laptop) — fast, for tests
+  and the CPU demo: widths 8-64, depth 2-3, n_train 64-256, 10-20 epochs.
+* ``large`` — the reference atlas and GPU sweeps: widths 8-128
+  for both architectures, depth 2-4, n_train 64-4,000, 25-100 epochs. Its
+  capacity range crosses the interpolation threshold (parameters = n_train x
+  outputs) for every architecture and task.
+
+Levers that do not apply to a run, or whose range depends on another lever, are
+resolved deterministically (the draw itself stays independent of the other
+levers: each lever still maps only its own uniform):
 
 ========================  ==========================================================
 lever                     resolution
@@ -19,26 +30,33 @@ lever                     resolution
 ``problem``               ``classification`` on ``mnist1d`` (drawn on ``teacher``)
 ``arch``                  ``mlp`` on ``teacher`` (a 1-D CNN needs the mnist1d signal)
 ``loss``                  the lever's uniform picks among the losses the problem
-                          allows: classification {cross_entropy, mse, l1} (thirds),
-                          regression {mse, l1} (halves)
-``width``                 divided by ``CNN_WIDTH_DIVISOR`` (4) for a drawn width on
-                          the cnn: a 1-D conv layer over 20 positions costs ~60x an
-                          MLP layer of the same width, so cnn channels {4, 8, 16}
-                          keep its runs as cheap as the MLP's (a fixed or varied
-                          width is used as given)
+                          allows: classification {cross_entropy, mse} (halves; mse
+                          is the Brier score on softmax probabilities; ``l1`` on
+                          one-hot classes trains to an all-zero output and is not
+                          offered), regression {mse, l1} (halves)
+``lr``                    the lever's uniform maps log-uniformly onto the
+                          optimizer's own range (:attr:`LeverSpace.lr_ranges`):
+                          each range spans from slow training through the edge of
+                          stability to divergence for that optimizer, so
+                          ``log_lr`` depends on ``optimizer`` by design
+``steps``                 the budget rule: ``max(min_steps, ceil(epochs x n_train /
+                          batch))``; epochs are drawn, so training length is tied
+                          to passes over the data, not to n_train
 ``label_smoothing``       0 for regression (there are no classes to smooth)
 ``noise_dist``            ``gaussian`` for classification (label noise has no
                           distribution; kept constant so the column is not noise)
 ========================  ==========================================================
 
+Width is the hidden units (MLP) or channels (CNN) as drawn, for both
+architectures (no divisor ties it to ``inductive_bias``). Depth is >= 2
+everywhere, so residual connections and gradient stability always have a
+hidden->hidden layer to act on.
+
 An override that cannot apply (``arch=cnn`` on ``teacher``, ``loss=cross_entropy``
 on a regression run) is refused with a :class:`~causal.errors.ConfigError` that
-says which other lever to fix.
-
-The learning rate is drawn from one log-uniform range for every optimizer (no
-per-optimizer rescaling), so ``log_lr`` is the learning rate actually used and is
-uncorrelated with ``optimizer``; high Adam rates diverge more often, and diverged
-runs are kept as rows.
+says which other lever to fix. Fixing ``steps`` overrides the budget rule
+(``epochs`` is then the realized ``steps x batch / n_train``); fixing ``lr`` uses
+that rate for every optimizer.
 
 ``vary`` lays the varied levers out as a full factorial over run indices: the
 first varied lever (in lever order) cycles fastest, ``values[i % n1]``, the next
@@ -58,8 +76,8 @@ from causal.errors import ConfigError
 from runs_generator.spec import RunConfig
 
 __all__ = [
-    "CNN_WIDTH_DIVISOR",
     "Choice",
+    "Resolved",
     "LogUniform",
     "ZeroOrLogUniform",
     "Distribution",
@@ -67,12 +85,14 @@ __all__ = [
     "Overrides",
     "LeverSpace",
     "DEFAULT_SPACE",
+    "SMALL_SPACE",
+    "LARGE_SPACE",
+    "SPACES",
+    "SpaceName",
+    "get_space",
     "parse_assignment",
     "run_seed",
 ]
-
-
-CNN_WIDTH_DIVISOR = 4  # drawn width -> cnn channels (see the module docstring)
 
 
 # --- distributions: each maps one uniform u in [0, 1) to a value -----------------
@@ -140,7 +160,20 @@ class ZeroOrLogUniform:
         return f"0 with probability {self.p_zero:g}, else log-uniform on [{self.low:g}, {self.high:g}]"
 
 
-Distribution = Union[Choice, LogUniform, ZeroOrLogUniform]
+@dataclass(frozen=True)
+class Resolved:
+    """Not drawn: resolved from other levers (see the module docstring); an override may still set it."""
+
+    rule: str
+
+    def sample(self, u: float) -> None:
+        return None
+
+    def describe(self) -> str:
+        return f"resolved: {self.rule}"
+
+
+Distribution = Union[Choice, LogUniform, ZeroOrLogUniform, Resolved]
 Kind = Literal["str", "int", "float", "bool", "batch"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -233,7 +266,8 @@ class Lever:
         return number
 
     def draw(self, u: float) -> Any:
-        return self.validate(self.dist.sample(u))
+        value = self.dist.sample(u)
+        return None if value is None else self.validate(value)
 
 
 @dataclass(frozen=True)
@@ -271,6 +305,11 @@ class LeverSpace:
 
     levers: tuple[Lever, ...]
     version: str = "1"  # bump when a distribution changes: sweep manifests compare it
+    name: str = "custom"
+    #: optimizer -> (low, high) of its log-uniform learning-rate range
+    lr_ranges: tuple[tuple[str, float, float], ...] = (("sgd", 3e-3, 3.0), ("momentum", 3e-4, 0.3),
+                                                      ("adam", 1e-4, 3e-2))
+    min_steps: int = 100  # the budget rule's floor (full-batch runs make one step per epoch)
     _by_name: dict[str, Lever] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -354,9 +393,7 @@ class LeverSpace:
                     "add fix task=mnist1d (or vary arch only with task=mnist1d)"
                 )
             v["arch"] = "mlp"
-        if v["arch"] == "cnn" and "width" not in forced:
-            v["width"] = max(1, v["width"] // CNN_WIDTH_DIVISOR)
-        losses = ("cross_entropy", "mse", "l1") if v["problem"] == "classification" else ("mse", "l1")
+        losses = ("cross_entropy", "mse") if v["problem"] == "classification" else ("mse", "l1")
         if "loss" in forced:
             if v["loss"] not in losses:
                 raise ConfigError(
@@ -370,7 +407,16 @@ class LeverSpace:
             v["label_smoothing"] = 0.0
         else:
             v["noise_dist"] = "gaussian"
+        u = self.uniforms(seed, index)
+        if "lr" not in forced:  # the lr lever's own uniform, on the optimizer's range
+            low, high = self.lr_range(v["optimizer"])
+            v["lr"] = LogUniform(low, high).sample(float(u[self.names.index("lr")]))
         batch = v["batch_size"]
+        eff_batch = v["n_train"] if batch == "full" else min(int(batch), int(v["n_train"]))
+        if "steps" in forced:
+            v["epochs"] = v["steps"] * eff_batch / v["n_train"]
+        else:
+            v["steps"] = max(self.min_steps, math.ceil(v["epochs"] * v["n_train"] / eff_batch))
         return RunConfig(
             run_index=index,
             seed=run_seed(seed, index),
@@ -395,6 +441,7 @@ class LeverSpace:
             noise=float(v["noise"]),
             noise_dist=v["noise_dist"],
             steps=int(v["steps"]),
+            epochs=float(v["epochs"]),
             replicas=replicas,
         )
 
@@ -404,9 +451,19 @@ class LeverSpace:
         """Draw runs ``0 .. runs-1`` of sweep ``seed``."""
         return [self.draw(seed, i, overrides, replicas) for i in range(runs)]
 
+    def lr_range(self, optimizer: str) -> tuple[float, float]:
+        """The (low, high) learning-rate range of ``optimizer`` in this space."""
+        for name, low, high in self.lr_ranges:
+            if name == optimizer:
+                return low, high
+        raise ConfigError(f"space {self.name!r} has no learning-rate range for optimizer {optimizer!r}")
+
     def describe(self) -> dict[str, str]:
         """Lever name -> its sampling distribution, for manifests and ``--help``."""
-        return {lv.name: lv.dist.describe() for lv in self.levers}
+        out = {lv.name: lv.dist.describe() for lv in self.levers}
+        out["lr"] = "log-uniform per optimizer: " + ", ".join(f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in self.lr_ranges)
+        out["steps"] += f" (min_steps {self.min_steps})"
+        return out
 
 
 def parse_assignment(text: str, *, multi: bool) -> tuple[str, Any]:
@@ -425,23 +482,27 @@ def parse_assignment(text: str, *, multi: bool) -> tuple[str, Any]:
 
 
 _C = Choice
-DEFAULT_SPACE = LeverSpace(
-    levers=(
+
+
+def _levers(width: tuple[int, ...], depth: tuple[int, ...], batch: tuple, batch_w: tuple[float, ...],
+            n_train: tuple[int, ...], epochs: tuple[float, ...]) -> tuple[Lever, ...]:
+    """The levers of a space; only capacity, data size, batch and budget differ between spaces."""
+    return (
         Lever("task", _C(("teacher", "mnist1d")), "str", choices=("teacher", "mnist1d"),
               doc="task family"),
         Lever("problem", _C(("classification", "regression")), "str", choices=("classification", "regression"),
               doc="teacher problem; mnist1d is always classification"),
         Lever("arch", _C(("mlp", "cnn")), "str", choices=("mlp", "cnn"),
               doc="mlp, or a 1-D cnn (mnist1d only; resolved to mlp on teacher)"),
-        Lever("width", _C((16, 32, 64)), "int", 1, 1024, doc="hidden units or channels per hidden layer"),
-        Lever("depth", _C((1, 2, 3, 4)), "int", 1, 16, doc="hidden layers"),
+        Lever("width", _C(width), "int", 1, 1024, doc="hidden units (mlp) or channels (cnn) per hidden layer"),
+        Lever("depth", _C(depth), "int", 1, 16, doc="hidden layers (the spaces draw >= 2)"),
         Lever("loss", _C(("cross_entropy", "mse", "l1")), "str", choices=("cross_entropy", "mse", "l1"),
               doc="training loss; picked among the losses the problem allows"),
         Lever("init_scale", LogUniform(0.25, 4.0), "float", 1e-3, 100.0, doc="initial weight std / He std"),
         Lever("optimizer", _C(("sgd", "momentum", "adam")), "str", choices=("sgd", "momentum", "adam"),
               doc="optimizer (momentum = SGD with momentum 0.9)"),
-        Lever("lr", LogUniform(1e-3, 0.3), "float", 1e-6, 10.0, doc="learning rate (every optimizer)"),
-        Lever("batch_size", _C((16, 32, 64, 128, "full")), "batch", 1, 1_000_000,
+        Lever("lr", LogUniform(1e-4, 3.0), "float", 1e-6, 10.0, doc="learning rate (range per optimizer)"),
+        Lever("batch_size", _C(batch, batch_w), "batch", 1, 1_000_000,
               doc="minibatch size, or 'full' for full-batch training (capped at n_train)"),
         Lever("weight_decay", ZeroOrLogUniform(0.5, 1e-5, 1e-2), "float", 0.0, 1.0, doc="L2 weight decay"),
         Lever("dropout", _C((0.0, 0.1, 0.3)), "float", 0.0, 0.9, doc="dropout on hidden activations"),
@@ -451,15 +512,45 @@ DEFAULT_SPACE = LeverSpace(
         Lever("normalization", _C(("none", "batch", "layer")), "str", choices=("none", "batch", "layer"),
               doc="normalization layers"),
         Lever("residual", _C((False, True)), "bool", doc="residual connections"),
-        Lever("n_train", _C((64, 128, 256, 512)), "int", 8, 4096, doc="training examples per replica"),
+        Lever("n_train", _C(n_train), "int", 8, 4096, doc="training examples per replica"),
         Lever("noise", _C((0.0, 0.1, 0.2, 0.3)), "float", 0.0, 0.9,
               doc="label-noise fraction (classes) or noise std / signal std (regression)"),
         Lever("noise_dist", _C(("gaussian", "laplace")), "str", choices=("gaussian", "laplace"),
               doc="regression noise distribution (gaussian for classification)"),
-        Lever("steps", _C((100, 200)), "int", 1, 100_000, doc="optimizer steps per replica"),
+        Lever("steps", Resolved("max(min_steps, ceil(epochs x n_train / batch))"), "int", 1, 1_000_000,
+              doc="optimizer steps per replica (the budget rule, or fixed)"),
+        Lever("epochs", _C(epochs), "float", 0.01, 10_000.0, doc="training budget: passes over the training set"),
     )
+
+
+#: fast: tests and the CPU demo (README command 1)
+SMALL_SPACE = LeverSpace(
+    levers=_levers(width=(8, 16, 32, 64), depth=(2, 3), batch=(32, 64, "full"), batch_w=(1.0, 1.0, 1.0),
+                   n_train=(64, 128, 256), epochs=(10, 20)),
+    version="2-small", name="small", min_steps=50,
 )
+#: the reference atlas and GPU sweeps (the default)
+LARGE_SPACE = LeverSpace(
+    levers=_levers(width=(8, 16, 32, 64, 128), depth=(2, 3, 4), batch=(32, 64, 128, "full"),
+                   batch_w=(1.0, 1.0, 1.0, 0.5), n_train=(64, 128, 256, 512, 1024, 2048, 4000),
+                   epochs=(25, 50, 100)),
+    version="2-large", name="large", min_steps=200,
+)
+SpaceName = Literal["small", "large"]
+SPACES: dict[str, LeverSpace] = {"small": SMALL_SPACE, "large": LARGE_SPACE}
+DEFAULT_SPACE = SMALL_SPACE  # what a command with no --space draws from
+
+
+def get_space(space: "str | LeverSpace") -> LeverSpace:
+    """A :class:`LeverSpace` by name (``'small'``, ``'large'``) or as given."""
+    if isinstance(space, LeverSpace):
+        return space
+    try:
+        return SPACES[space]
+    except (KeyError, TypeError):
+        raise ConfigError(f"space must be one of {sorted(SPACES)} or a LeverSpace; received {space!r}") from None
+
 
 #: RunConfig fields that are levers of the space (everything but ids and replicas)
 LEVER_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name not in ("run_index", "seed", "replicas"))
-assert set(LEVER_FIELDS) == set(DEFAULT_SPACE.names), "lever space and RunConfig disagree"
+assert all(set(LEVER_FIELDS) == set(sp.names) for sp in SPACES.values()), "lever space and RunConfig disagree"

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from runs_generator._data import eval_steps
+from runs_generator._data import eval_steps, implicit_window
 from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, MOMENTUM, ModelSet, build_model_set
-from runs_generator._results import TrainStats, finalize, full_train_loss
+from runs_generator._results import EXPLODE_FACTOR, TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
 from runs_generator.models import NaiveNet, init_params, stack_modules
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
@@ -29,8 +29,9 @@ def _loss(cfg: RunConfig, out: torch.Tensor, y: torch.Tensor, classification: bo
     f = torch.nn.functional
     if cfg.loss == "cross_entropy":
         return f.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
-    target = f.one_hot(y, out.shape[-1]).to(out.dtype) if classification else y
-    return f.mse_loss(out, target) if cfg.loss == "mse" else f.l1_loss(out, target)
+    if classification:  # the Brier score on the softmax probabilities (l1 is refused for classes)
+        return f.mse_loss(torch.softmax(out, dim=-1), f.one_hot(y, out.shape[-1]).to(out.dtype))
+    return f.mse_loss(out, y) if cfg.loss == "mse" else f.l1_loss(out, y)
 
 
 def _eval_loss(out: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
@@ -46,7 +47,7 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
     grad_stab = gradient_stability(ms, init)
     loss_init = full_train_loss(ms, init, {k: v for k, v in _fresh_running(ms).items()})
     idx_all = ms.minibatch_indices()
-    nets, gsq, nonfinite = [], [], []
+    nets, implicit, bad_steps = [], [], []
     for k in range(ms.r):
         gen = torch.Generator(device=device).manual_seed(ms.noise_seeds[k])  # as runs_generator._noise
         net = NaiveNet(ms.spec, {n: v[k] for n, v in init.items()}, config.residual, config.dropout, gen).to(device)
@@ -60,8 +61,9 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
         idx = idx_all[k, :, :b]
         checkpoints = set(eval_steps(steps)) if config.early_stopping else set()
         best, best_val = None, float("inf")
-        g2 = torch.zeros((), device=device, dtype=dtype)
-        bad = torch.zeros((), device=device, dtype=torch.bool)
+        start = implicit_window(steps)
+        h_sum = torch.zeros((), device=device, dtype=dtype)
+        bad_step, explode_at = -1, float(loss_init[k]) * EXPLODE_FACTOR
         for t in range(steps):
             net.train()
             it = idx[t % idx.shape[0]]
@@ -75,10 +77,13 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
             opt.zero_grad(set_to_none=True)
             loss = _loss(config, net(xb), yb, ms.classification)
             loss.backward()
-            with torch.no_grad():
-                g2 += sum(p.grad.pow(2).sum() for p in net.parameters())
-                bad |= ~torch.isfinite(loss)
+            lv = float(loss.detach())
+            if bad_step < 0 and not (lv <= explode_at):  # non-finite or exploding
+                bad_step = t + 1
+            grads = [p.grad.detach().clone() for p in net.parameters()] if t >= start else None
             opt.step()
+            if grads is not None:
+                h_sum += _h_grad_sq(opt, config, grads, t)
             if (t + 1) in checkpoints:
                 net.eval()
                 with torch.no_grad():
@@ -89,17 +94,31 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
         if best is not None:
             net.load_state_dict(best)
         nets.append(net)
-        gsq.append(g2 / steps)
-        nonfinite.append(bad)
+        implicit.append(h_sum / (steps - start))
+        bad_steps.append(bad_step)
     params, running = stack_modules(nets)
     stats = TrainStats(
         loss_initial=loss_init,
         grad_stability=grad_stab,
-        grad_sq_mean=torch.stack(gsq),
-        nonfinite=torch.stack(nonfinite),
+        implicit=torch.stack(implicit),
+        diverged_step=torch.tensor(bad_steps, device=device),
         wall_time_s=time.perf_counter() - t0,
     )
     return finalize(ms, params, running, stats, t0)[0]
+
+
+@torch.no_grad()
+def _h_grad_sq(opt: torch.optim.Optimizer, config: RunConfig, grads: list[torch.Tensor], t: int) -> torch.Tensor:
+    """``h ||g||^2`` of one step with the loss gradients ``grads`` (see FlatOptimizer.step)."""
+    if config.optimizer != "adam":
+        h = config.lr / (1.0 - (MOMENTUM if config.optimizer == "momentum" else 0.0))
+        return h * sum(g.pow(2).sum() for g in grads)
+    b2, eps = opt.defaults["betas"][1], opt.defaults["eps"]
+    total = 0.0
+    for p, g in zip(opt.param_groups[0]["params"], grads):
+        denom = opt.state[p]["exp_avg_sq"].sqrt() / (1 - b2 ** (t + 1)) ** 0.5 + eps  # torch.optim.Adam's
+        total = total + (g.pow(2) / denom).sum()
+    return config.lr * total
 
 
 def _fresh_running(ms: ModelSet) -> dict[str, torch.Tensor]:

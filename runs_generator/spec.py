@@ -29,7 +29,7 @@ __all__ = [
 Task = Literal["teacher", "mnist1d"]
 Problem = Literal["classification", "regression"]
 Arch = Literal["mlp", "cnn"]
-Loss = Literal["cross_entropy", "mse", "l1"]
+Loss = Literal["cross_entropy", "mse", "l1"]  # l1: regression only
 Optimizer = Literal["sgd", "momentum", "adam"]
 Normalization = Literal["none", "batch", "layer"]
 NoiseDist = Literal["gaussian", "laplace"]
@@ -66,6 +66,7 @@ class RunConfig:
     noise: float  # label-noise fraction, or regression noise std / signal std
     noise_dist: NoiseDist
     steps: int
+    epochs: float = 0.0  # the budget in passes over the training set (steps = max(min, epochs x n / batch))
     replicas: int = 4  # K
 
     @property
@@ -84,11 +85,14 @@ class TaskData:
     - ``y_train``: (K, n) int64 for classification (possibly noisy labels), or
       (K, n, C) float32 for regression (noisy targets)
     - ``x_val``, ``y_val``: (K, n_val, *in), validation draws for early stopping
-    - ``x_test``: (n_test, *in); ``y_test``: (n_test,) clean labels or
-      (n_test, C) noise-free targets (what bias^2 is measured against)
+    - ``x_test``: (n_test, *in), the **in-distribution** test set (the training
+      mixture of subgroups); ``y_test``: (n_test,) clean labels or (n_test, C)
+      noise-free targets (what accuracy, R² and bias² are measured against)
     - ``y_test_noisy``: test targets with the same noise as training (test loss)
-    - ``group_test``: (n_test,) int64 subgroup id (0 majority, 1 minority), or
-      None when the task has no subgroups (then ``deployment_risk`` is null)
+    - ``x_groups``, ``y_groups``: a separate **group-balanced** test set (clean
+      targets) and ``groups`` (n_groups,) int64 subgroup ids (0 majority, 1
+      minority), for ``deployment_risk`` only; None when the task has no
+      subgroups (then ``deployment_risk`` is null)
     """
 
     problem: Problem
@@ -100,7 +104,9 @@ class TaskData:
     x_test: np.ndarray
     y_test: np.ndarray
     y_test_noisy: np.ndarray
-    group_test: np.ndarray | None = None
+    x_groups: np.ndarray | None = None
+    y_groups: np.ndarray | None = None
+    groups: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
 
     @property
@@ -112,24 +118,28 @@ class TaskData:
 class RunMetrics:
     """What the engine measures for one run (replica means unless noted).
 
-    Column meanings are DESIGN.md §2; ``*_std`` are spreads across replicas.
+    Column meanings are DESIGN.md §2 and ``causal.schema``; ``None`` is a value
+    that cannot be measured (a diverged run's post-training quantities, the
+    gradient stability of a one-layer network, the log of a non-positive
+    estimate); ``*_std`` in ``extra`` are spreads across replicas.
     """
 
     n_params: int  # trainable parameters of one replica
-    gradient_stability: float
-    sharpness: float
-    implicit_reg: float
-    bias_sq: float
-    variance: float
-    convergence: float
+    gradient_stability: float | None
+    sharpness: float | None
+    implicit_reg: float | None
+    bias_sq: float | None
+    variance: float | None
+    convergence: float | None
     diverged: bool
-    generalization: float
-    test_loss: float
-    test_error: float
-    gen_gap: float
+    diverged_step: int | None  # first step (1-based) at which a replica diverged
+    generalization: float | None
+    test_loss: float | None
+    test_error: float | None
+    gen_gap: float | None
     deployment_risk: float | None
     ece: float | None
-    train_loss_initial: float
-    train_loss_final: float
+    train_loss_initial: float | None
+    train_loss_final: float | None
     wall_time_s: float
     extra: dict = field(default_factory=dict)  # per-replica spreads etc.

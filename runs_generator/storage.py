@@ -2,7 +2,7 @@
 
 A sweep directory holds
 
-- ``sweep.json`` — the manifest: the resolved sweep configuration and the shard
+- ``_sweep.json`` — the manifest: the resolved sweep configuration and the shard
   plan. A rerun into the same directory must carry the same configuration (its
   :func:`identity`), or it is refused.
 - ``shard-00000.parquet``, ``shard-00001.parquet``, ... — one file per shard of
@@ -10,7 +10,9 @@ A sweep directory holds
   :data:`causal.schema.RUNS_SCHEMA`) with the schema version, the column list,
   the sweep configuration and package versions in the file's key-value metadata.
 
-Every file is written to a temporary name in the same directory
+Every non-shard file starts with ``_`` or ``.`` (DESIGN.md §5), so
+``pandas.read_parquet(DIR)``, pyarrow datasets and DuckDB read the directory as
+it is. Every file is written to a temporary name in the same directory
 (``.shard-00000.parquet.<pid>.tmp``) and atomically renamed with
 :func:`os.replace`, so a shard file either exists complete or not at all. A
 killed sweep leaves at most stray ``*.tmp`` files; :func:`clean_stray_temps`
@@ -46,9 +48,9 @@ __all__ = [
     "read_shards",
 ]
 
-MANIFEST = "sweep.json"
+MANIFEST = "_sweep.json"
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.parquet$")
-_TEMP_RE = re.compile(r"^\.(shard-\d{5,}\.parquet|sweep\.json)\.\d+\.tmp$")
+_TEMP_RE = re.compile(r"^\.(shard-\d{5,}\.parquet|_sweep\.json)\.\d+\.tmp$")
 _ARROW = {Dtype.FLOAT: pa.float64(), Dtype.INT: pa.int64(), Dtype.STRING: pa.string()}
 
 #: the pyarrow schema of a shard, built from the declared columns
@@ -108,7 +110,7 @@ def clean_stray_temps(out: Path) -> list[Path]:
 
 
 def write_manifest(out: Path, manifest: Mapping[str, Any]) -> Path:
-    """Write ``sweep.json`` atomically."""
+    """Write the manifest (``_sweep.json``) atomically."""
     path = Path(out) / MANIFEST
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     _atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from causal.errors import ConfigError
 from causal.schema import SCHEMA_VERSION
 from runs_generator import storage
-from runs_generator.levers import DEFAULT_SPACE, LeverSpace, Overrides
+from runs_generator.levers import DEFAULT_SPACE, LeverSpace, Overrides, get_space
 from runs_generator.spec import Engine, RunConfig
 
 __all__ = ["SweepConfig", "SweepResult", "generate", "run_sweep", "plan_shards", "default_workers"]
@@ -56,12 +56,12 @@ class SweepConfig:
     seed : int
         Sweep seed, >= 0: the same seed gives the same configurations.
     out : Path
-        Output directory of shards and ``sweep.json``.
+        Output directory of shards and the manifest ``_sweep.json``.
     shard_size : int
         Most runs per shard file (the unit of resumption), >= 1; a sweep of fewer
         than ``4 * workers * shard_size`` runs is cut into about ``4 * workers``
         smaller shards.
-        The plan is stored in ``sweep.json`` and a resumed sweep keeps it.
+        The plan is stored in ``_sweep.json`` and a resumed sweep keeps it.
     workers : int
         Worker processes; 1 trains in this process.
     engine : {"batched", "naive"}
@@ -72,8 +72,9 @@ class SweepConfig:
         K replicas per run, >= 2 (variance needs two).
     overrides : Overrides
         Validated ``fix``/``vary`` overrides (see :meth:`LeverSpace.overrides`).
-    space : LeverSpace
-        The lever space drawn from.
+    space : LeverSpace or {"small", "large"}
+        The lever space drawn from (a name is resolved by
+        :func:`runs_generator.levers.get_space`).
     """
 
     runs: int
@@ -104,6 +105,7 @@ class SweepConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"sweep setting 'device' must be 'auto', 'cpu' or 'cuda'; received {self.device!r}")
         object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "space", get_space(self.space))
 
     def identity(self) -> dict[str, Any]:
         """What determines the rows: a rerun into the same directory must match it.
@@ -118,6 +120,7 @@ class SweepConfig:
             "shard_size": self.shard_size,
             "replicas": self.replicas,
             **self.overrides.as_json(),
+            "lever_space": self.space.name,
             "lever_space_version": self.space.version,
             "schema_version": SCHEMA_VERSION,
         }
@@ -367,7 +370,7 @@ def generate(
     replicas: int = 4,
     fix: Mapping[str, Any] | None = None,
     vary: Mapping[str, Sequence[Any]] | None = None,
-    space: LeverSpace = DEFAULT_SPACE,
+    space: "str | LeverSpace" = "small",
     trainer: Trainer | None = None,
 ) -> Path:
     """Generate (or resume) a randomized sweep of training runs as parquet shards.
@@ -395,8 +398,10 @@ def generate(
         Lever -> value held constant, e.g. ``{"optimizer": "adam"}``.
     vary : mapping, optional
         Lever -> values cycled over runs, e.g. ``{"depth": [1, 4]}``.
-    space : LeverSpace, default DEFAULT_SPACE
-        Lever space to draw from.
+    space : {"small", "large"} or LeverSpace, default "small"
+        Lever space to draw from: ``"small"`` (fast: tests, CPU demos) or
+        ``"large"`` (the reference atlas and GPU sweeps; see
+        :mod:`runs_generator.levers`).
     trainer : callable, optional
         Replacement for ``runs_generator.engine.train_runs`` (tests).
 
@@ -414,6 +419,6 @@ def generate(
     cfg = SweepConfig(
         runs=runs, seed=seed, out=Path(out), shard_size=shard_size,
         workers=default_workers() if workers is None else workers, engine=engine, device=device,
-        replicas=replicas, overrides=space.overrides(fix, vary), space=space,
+        replicas=replicas, overrides=get_space(space).overrides(fix, vary), space=get_space(space),
     )
     return run_sweep(cfg, trainer=trainer).out

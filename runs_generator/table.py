@@ -2,9 +2,9 @@
 
 The row carries the raw levers as drawn, the oriented columns of DESIGN.md §2,
 the engine's mediators and outcomes, the run's identity and its provenance.
-Values are cast to the schema's declared dtypes; a non-nullable column that is
-missing or not finite is refused (diverged runs must arrive with capped, finite
-values and ``diverged=1``).
+Values are cast to the schema's declared dtypes; a value that could not be
+measured arrives as ``None`` (or NaN) and is written as null, never as a
+placeholder. A non-nullable column that is missing or not finite is refused.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def oriented_columns(config: RunConfig, n_params: int, n_outputs: int) -> dict[s
 
     Examples
     --------
-    >>> from runs_generator.levers import DEFAULT_SPACE
-    >>> cfg = DEFAULT_SPACE.draw(0, 0, DEFAULT_SPACE.overrides(fix={"init_scale": 0.25, "n_train": 100}))
+    >>> from runs_generator.levers import SMALL_SPACE
+    >>> cfg = SMALL_SPACE.draw(0, 0, SMALL_SPACE.overrides(fix={"init_scale": 0.25, "n_train": 100}))
     >>> cols = oriented_columns(cfg, n_params=1000, n_outputs=10)
     >>> cols["init_quality"], cols["capacity"], cols["overparam"], cols["overparameterized"]
     (-2.0, 3.0, 0.0, 0)
@@ -110,6 +110,7 @@ def make_row(config: RunConfig, data: TaskData, metrics: RunMetrics, prov: Prove
         "noise": config.noise,
         "noise_dist": config.noise_dist,
         "steps": config.steps,
+        "epochs": config.epochs,
         "replicas": config.replicas,
         "optimizer": config.optimizer,
         "weight_decay": config.weight_decay,
@@ -127,6 +128,7 @@ def make_row(config: RunConfig, data: TaskData, metrics: RunMetrics, prov: Prove
         "variance": metrics.variance,
         "convergence": metrics.convergence,
         "diverged": int(metrics.diverged),
+        "diverged_step": metrics.diverged_step,
         "generalization": metrics.generalization,
         "test_loss": metrics.test_loss,
         "test_error": metrics.test_error,
@@ -155,8 +157,11 @@ def _typed(row: dict[str, Any], run_index: int) -> dict[str, Any]:
         value = row[col.name]
         if value is not None and col.dtype is Dtype.FLOAT:
             value = float(value)
-            if math.isnan(value):
+            if math.isnan(value) and col.nullable:  # not measurable: null, never a placeholder
                 value = None
+            elif math.isinf(value):
+                raise SchemaError(f"run {run_index}: column {col.name!r} got {value!r}; an infinite value is never a "
+                                  "measurement (the engine reports what it cannot measure as None)")
         elif value is not None and col.dtype is Dtype.INT:
             value = int(value)
         elif value is not None:
@@ -165,7 +170,7 @@ def _typed(row: dict[str, Any], run_index: int) -> dict[str, Any]:
         if required and (value is None or (isinstance(value, float) and not math.isfinite(value))):
             raise SchemaError(
                 f"run {run_index}: column {col.name!r} must be a finite {col.dtype.value} value, got {row[col.name]!r}; "
-                "the engine must cap diverged runs (diverged=1) instead of returning NaN/inf"
+                "only columns declared nullable may be null"
             )
         out[col.name] = value
     extra = sorted(set(row) - {c.name for c in RUNS_SCHEMA})

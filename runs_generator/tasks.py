@@ -13,18 +13,25 @@ Two task families, both generated in-process (no downloads):
   uniformly drawn *other* class.
 - **mnist1d** — the book's MNIST-1D signals (40 samples, 10 classes), generated
   procedurally with ``mnist1d.data.make_dataset`` from a fixed pool seed
-  (like the published dataset, one fixed dataset; generated once per process).
-  Each replica draws its own training and validation subsets (without
-  replacement within the replica) from the training pool; label noise as for
-  the teacher.
+  (one fixed pool of ``MNIST1D_POOL_SAMPLES``, generated once per process,
+  ~6 s): 18,000 training-pool and 2,000 test-pool signals. The K replicas of a
+  run get **disjoint** training + validation sets (consecutive slices of one
+  per-run permutation of the training pool), so n_train up to 4,000 with K = 4;
+  label noise as for the teacher.
 
-Both tasks carry a **minority subgroup** with shifted inputs so
-``deployment_risk`` is defined: ``MINORITY_TRAIN`` of training/validation
-examples and ``MINORITY_TEST`` of test examples are shifted (teacher: a mean
+Both tasks carry a **minority subgroup** with shifted inputs (teacher: a mean
 shift of ``TEACHER_SHIFT`` along a fixed random direction; mnist1d: a constant
-offset ``MNIST1D_SHIFT`` added to every sample, a baseline drift). The test set
-is shared by every run of a sweep with the same task and problem; the noisy test
-targets (``y_test_noisy``) are drawn from the run's seed.
+offset ``MNIST1D_SHIFT`` added to every sample, a baseline drift):
+``MINORITY_TRAIN`` of training and validation examples. Two test sets, both
+shared by every run of a sweep with the same task and problem:
+
+- the **in-distribution** test set (``x_test``, ``N_TEST`` examples) has the
+  training mixture (``MINORITY_TRAIN`` minority): generalization, test loss,
+  test error, bias², variance, ECE and gen_gap are measured on it;
+- the **group-balanced** test set (``x_groups``, ``N_TEST`` examples, half
+  minority), disjoint from it, is used only for ``deployment_risk``.
+
+The noisy test targets (``y_test_noisy``) are drawn from the run's seed.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ __all__ = [
     "N_TEST",
     "N_VAL",
     "MINORITY_TRAIN",
-    "MINORITY_TEST",
+    "MINORITY_GROUPS",
 ]
 
 TEACHER_DIM = 16  # input dimensions of the teacher task
@@ -54,14 +61,15 @@ TEACHER_CLASSES = 4  # classes of the teacher classification problem
 TEACHER_SHIFT = 2.0  # minority mean shift (in input std units) along one direction
 MNIST1D_CLASSES = 10
 MNIST1D_SHIFT = 0.75  # minority baseline offset (signals are standardized to std 1)
-MNIST1D_POOL_SAMPLES = 6000  # 4800 training pool + 1200 test
+MNIST1D_POOL_SAMPLES = 20_000  # 18,000 training pool + 2,000 test pool
+MNIST1D_TRAIN_SPLIT = 0.9
 MNIST1D_POOL_SEED = 42  # the package's own default seed: one fixed dataset
-N_TEST = 1000  # shared test examples per task (mnist1d: min(N_TEST, test pool))
+N_TEST = 1000  # examples of each shared test set (in-distribution; group-balanced)
 N_VAL = 256  # validation examples per replica (early stopping)
 MINORITY_TRAIN = 0.10  # minority share of training and validation data
-MINORITY_TEST = 0.50  # minority share of the test set
+MINORITY_GROUPS = 0.50  # minority share of the group-balanced test set
 
-_TAG_TEACHER, _TAG_TEST, _TAG_REPLICAS, _TAG_TEST_NOISE = 11, 12, 13, 14
+_TAG_TEACHER, _TAG_TEST, _TAG_REPLICAS, _TAG_TEST_NOISE, _TAG_GROUPS = 11, 12, 13, 14, 15
 
 
 # --- teacher -----------------------------------------------------------------------
@@ -94,11 +102,13 @@ def _teacher_inputs(rng: np.random.Generator, t: dict[str, np.ndarray], n: int, 
     return x, group
 
 
-@functools.lru_cache(maxsize=8)
-def _teacher_test(sweep_seed: int, problem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=16)
+def _teacher_test(sweep_seed: int, problem: str, balanced: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The in-distribution test set, or (``balanced``) the group-balanced one."""
     t = _teacher(sweep_seed, problem)
-    rng = np.random.default_rng(np.random.SeedSequence([sweep_seed, _TAG_TEST, problem == "regression"]))
-    x, group = _teacher_inputs(rng, t, N_TEST, MINORITY_TEST)
+    tag = _TAG_GROUPS if balanced else _TAG_TEST
+    rng = np.random.default_rng(np.random.SeedSequence([sweep_seed, tag, problem == "regression"]))
+    x, group = _teacher_inputs(rng, t, N_TEST, MINORITY_GROUPS if balanced else MINORITY_TRAIN)
     return x, _clean_targets(t, x, problem), group
 
 
@@ -110,11 +120,12 @@ def _clean_targets(t: dict[str, np.ndarray], x: np.ndarray, problem: str) -> np.
 # --- mnist1d ---------------------------------------------------------------------
 @functools.lru_cache(maxsize=2)
 def _mnist1d_pool(seed: int = MNIST1D_POOL_SEED) -> dict[str, np.ndarray]:
-    """The MNIST-1D pool, generated procedurally once per process (~3 s)."""
+    """The MNIST-1D pool, generated procedurally once per process (~6 s)."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples = MNIST1D_POOL_SAMPLES
+    args.train_split = MNIST1D_TRAIN_SPLIT
     args.seed = seed
     # make_dataset reseeds numpy's and Python's global generators: restore them
     np_state, py_state = np.random.get_state(), random.getstate()
@@ -128,17 +139,25 @@ def _mnist1d_pool(seed: int = MNIST1D_POOL_SEED) -> dict[str, np.ndarray]:
     return {k: np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test")}
 
 
-@functools.lru_cache(maxsize=8)
-def _mnist1d_test(sweep_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=16)
+def _mnist1d_test(sweep_seed: int, balanced: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The in-distribution test set (first half of the test pool) or the group-balanced one (second half)."""
     pool = _mnist1d_pool()
-    n = min(N_TEST, len(pool["y_test"]))
+    n = min(N_TEST, len(pool["y_test"]) // 2)
     rng = np.random.default_rng(np.random.SeedSequence([sweep_seed, _TAG_TEST, 2]))
-    idx = rng.permutation(len(pool["y_test"]))[:n]
-    group = np.zeros(n, dtype=np.int64)
-    group[: int(round(MINORITY_TEST * n))] = 1
-    rng.shuffle(group)
+    perm = rng.permutation(len(pool["y_test"]))
+    idx = perm[n:2 * n] if balanced else perm[:n]
+    g_rng = np.random.default_rng(np.random.SeedSequence([sweep_seed, _TAG_GROUPS if balanced else _TAG_TEST, 3]))
+    group = _group_ids(g_rng, n, MINORITY_GROUPS if balanced else MINORITY_TRAIN)
     x = pool["x_test"][idx] + MNIST1D_SHIFT * group[:, None]
     return x, pool["y_test"][idx].astype(np.int64), group
+
+
+def _group_ids(rng: np.random.Generator, n: int, minority: float) -> np.ndarray:
+    group = np.zeros(n, dtype=np.int64)
+    group[: int(round(minority * n))] = 1
+    rng.shuffle(group)
+    return group
 
 
 # --- noise -------------------------------------------------------------------------
@@ -178,8 +197,9 @@ def make_task_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
     TaskData
         ``x_train`` (K, n_train, *in) float32; ``y_train`` (K, n_train) int64 or
         (K, n_train, 1) float32; ``x_val``/``y_val`` with ``N_VAL`` examples per
-        replica; ``x_test`` (n_test, *in), clean ``y_test``, ``y_test_noisy`` and
-        ``group_test`` (0 majority, 1 minority). ``in`` is (16,) for teacher and
+        replica; the in-distribution ``x_test`` (n_test, *in), clean ``y_test``,
+        ``y_test_noisy``; the group-balanced ``x_groups``, ``y_groups`` and
+        ``groups`` (0 majority, 1 minority). ``in`` is (16,) for teacher and
         (40,) for mnist1d.
 
     Examples
@@ -195,7 +215,8 @@ def make_task_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
     if config.task == "teacher":
         t = _teacher(sweep_seed, config.problem)
         n_out = TEACHER_CLASSES if config.problem == "classification" else 1
-        x_test, y_test, group = _teacher_test(sweep_seed, config.problem)
+        x_test, y_test, _ = _teacher_test(sweep_seed, config.problem, False)
+        x_groups, y_groups, groups = _teacher_test(sweep_seed, config.problem, True)
         xs, ys = [], []
         for _ in range(k):  # one independent draw of train+val per replica
             x, _g = _teacher_inputs(rng, t, n + N_VAL, MINORITY_TRAIN)
@@ -208,18 +229,19 @@ def make_task_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
                               f"{config.problem!r}")
         pool = _mnist1d_pool()
         n_out = MNIST1D_CLASSES
-        if n + N_VAL > len(pool["y"]):
+        if k * (n + N_VAL) > len(pool["y"]):
             raise ConfigError(
-                f"run {config.run_index}: n_train={n} plus {N_VAL} validation examples exceeds the mnist1d "
-                f"training pool of {len(pool['y'])}; use n_train <= {len(pool['y']) - N_VAL}"
+                f"run {config.run_index}: {k} replicas x (n_train={n} + {N_VAL} validation) examples exceed the "
+                f"mnist1d training pool of {len(pool['y'])} (replicas get disjoint sets); use n_train <= "
+                f"{len(pool['y']) // k - N_VAL} with {k} replicas"
             )
-        x_test, y_test, group = _mnist1d_test(sweep_seed)
+        x_test, y_test, _ = _mnist1d_test(sweep_seed, False)
+        x_groups, y_groups, groups = _mnist1d_test(sweep_seed, True)
+        perm = rng.permutation(len(pool["y"]))  # replica r takes the r-th slice: disjoint training sets
         xs, ys = [], []
-        for _ in range(k):
-            idx = rng.choice(len(pool["y"]), size=n + N_VAL, replace=False)
-            g = np.zeros(n + N_VAL, dtype=np.int64)
-            g[: int(round(MINORITY_TRAIN * (n + N_VAL)))] = 1
-            rng.shuffle(g)
+        for r in range(k):
+            idx = perm[r * (n + N_VAL) : (r + 1) * (n + N_VAL)]
+            g = _group_ids(rng, n + N_VAL, MINORITY_TRAIN)
             xs.append(pool["x"][idx] + MNIST1D_SHIFT * g[:, None])
             ys.append(_noisy(rng, pool["y"][idx].astype(np.int64), config, n_out))
         meta = {"task": "mnist1d", "input_dim": pool["x"].shape[1]}
@@ -245,6 +267,8 @@ def make_task_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
         x_test=x_test.astype(np.float32),
         y_test=y_test.astype(ycast),
         y_test_noisy=y_test_noisy.astype(ycast),
-        group_test=group.copy(),
+        x_groups=x_groups.astype(np.float32),
+        y_groups=y_groups.astype(ycast),
+        groups=groups.copy(),
         meta=meta,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +33,8 @@ def test_udl_generate_24_runs_writes_schema_rows_and_resumes(tmp_path):
     assert len(df) == 24 and sorted(df["run_index"]) == list(range(24))
     assert not df[supervised_columns()].isna().any().any()
     assert set(df["task"]) <= {"teacher", "mnist1d"} and (df["sweep_seed"] == 5).all()
-    assert (out / "sweep.json").exists()
+    assert (out / "_sweep.json").exists()
+    assert json.loads((out / "_sweep.json").read_text())["identity"]["lever_space"] == "small"  # the default
     # the same command again skips every finished shard
     again = _udl("generate", "--runs", "24", "--seed", "5", "--out", str(out))
     assert again.returncode == 0, again.stderr
@@ -57,7 +59,7 @@ def test_bad_overrides_fail_with_a_message_naming_the_lever(tmp_path, args, need
     assert res.returncode == 2
     for needle in needles:
         assert needle in res.stderr
-    assert not (tmp_path / "o" / "sweep.json").exists()
+    assert not (tmp_path / "o" / "_sweep.json").exists()
 
 
 def test_out_is_a_file_fails_clearly(tmp_path):

@@ -15,7 +15,7 @@ from runs_generator.engine import group_key, resolve_device, train_runs
 from runs_generator.models import ArchSpec, NaiveNet, forward, init_params, init_running, stack_modules
 
 FLOAT_FIELDS = [f.name for f in fields(__import__("runs_generator.spec", fromlist=["RunMetrics"]).RunMetrics)
-                if f.name not in ("n_params", "diverged", "wall_time_s", "extra", "deployment_risk", "ece")]
+                if f.name not in ("n_params", "diverged", "diverged_step", "wall_time_s", "extra", "deployment_risk", "ece")]
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -26,7 +26,7 @@ def _mixed_runs(seed: int) -> tuple[list, list]:
     cfgs = [
         toy_config(
             run_index=i, seed=seed * 100 + i, width=8, lr=0.03 * (1 + i % 3),
-            optimizer=("sgd", "momentum", "adam")[i % 3], loss=("cross_entropy", "mse", "l1")[i % 3],
+            optimizer=("sgd", "momentum", "adam")[i % 3], loss=("cross_entropy", "mse", "mse")[i % 3],
             residual=bool(i % 2), batch_size=(16, 32, None)[i % 3], steps=8 + 3 * i, n_train=96 + 8 * i,
             early_stopping=i % 2 == 0, label_smoothing=0.1 * (i % 2), weight_decay=1e-3 * (i % 2),
             init_scale=(0.5, 1.0, 2.0)[i % 3], depth=3, normalization="batch" if seed % 2 else "layer",
@@ -137,16 +137,21 @@ def test_bad_inputs_are_refused() -> None:
 
 
 @pytest.mark.parametrize("problem", ["classification", "regression"])
-def test_diverged_runs_are_finite(problem: str) -> None:
-    loss = "mse"
+@pytest.mark.parametrize("engine", ["batched", "naive"])
+def test_diverged_runs_get_nulls_and_a_step(problem: str, engine: str) -> None:
+    """A diverged run keeps diverged=1, its step and gradient stability; its post-training values are None."""
+    loss = "cross_entropy" if problem == "classification" else "mse"  # the Brier score is bounded: it cannot blow up
     cfgs = [toy_config(run_index=i, seed=i, problem=problem, loss=loss, lr=lr, init_scale=s, depth=3, steps=30)
             for i, (lr, s) in enumerate([(1e3, 3.0), (0.01, 1.0)])]
-    res = train_runs(cfgs, [toy_data(c, groups=True) for c in cfgs])
-    assert res[0].diverged and not res[1].diverged
-    for r in res:
-        for name in FLOAT_FIELDS + ["deployment_risk"]:
-            assert math.isfinite(getattr(r, name)), name
-    assert res[0].convergence == -3.0
+    res = train_runs(cfgs, [toy_data(c, groups=True) for c in cfgs], engine=engine)
+    bad, good = res
+    assert bad.diverged and not good.diverged
+    assert 1 <= bad.diverged_step <= 30 and good.diverged_step is None
+    assert math.isfinite(bad.gradient_stability)
+    for name in FLOAT_FIELDS + ["deployment_risk"]:
+        if name not in ("gradient_stability", "train_loss_initial"):
+            assert getattr(bad, name) is None, name
+        assert math.isfinite(getattr(good, name)), name
 
 
 @pytest.mark.parametrize("engine", ["batched", "naive"])

@@ -9,6 +9,7 @@ import torch
 
 from runs_generator._fused import loss_and_grads
 from runs_generator._modelset import build_model_set
+from runs_generator._noise import ModelStreams
 from runs_generator._toydata import toy_config, toy_data
 from runs_generator.models import forward, init_params, init_running
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 def _model_set(arch: str, norm: str, problem: str, depth: int, device: torch.device = CPU, length: int = 40):
     task = "mnist1d" if arch == "cnn" else "teacher"
-    losses = ("cross_entropy", "mse", "l1") if problem == "classification" else ("mse", "l1", "mse")
+    losses = ("cross_entropy", "mse", "mse") if problem == "classification" else ("mse", "l1", "mse")
     cfgs = [
         toy_config(run_index=i, seed=10 + i, task=task, arch=arch, width=6, depth=depth, normalization=norm,
                    problem=problem, loss=losses[i], residual=bool(i % 2), dropout=(0.0, 0.3, 0.5)[i],
@@ -68,7 +69,14 @@ def _check_fused(arch: str, norm: str, problem: str, depth: int, padded: bool, d
 
     run_a, run_b = init_running(ms.spec, r, dev, torch.float64), init_running(ms.spec, r, dev, torch.float64)
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    gen = torch.Generator(device=dev).manual_seed(7)
+    counts = [24] * r if rowmask is None else rowmask.sum(1).long().tolist()
+
+    def fresh_gen():  # padded: the per-model streams of training (each model draws its real rows only)
+        if padded:
+            return ModelStreams([7 + i for i in range(r)], counts, dev)
+        return torch.Generator(device=dev).manual_seed(7)
+
+    gen = fresh_gen()
     out = forward(ms.spec, leaves, x, mode="train", running=run_a, residual=ms.residual, dropout=dropout,
                   rowmask=rowmask, active=active, generator=gen)
     ref_losses = ms.objective(out, y, rowmask)
@@ -81,7 +89,7 @@ def _check_fused(arch: str, norm: str, problem: str, depth: int, padded: bool, d
         n = math.prod(v.shape[1:])
         grads[k] = flat[:, o : o + n].view(v.shape)
         o += n
-    gen = torch.Generator(device=dev).manual_seed(7)
+    gen = fresh_gen()
     losses = loss_and_grads(ms.spec, params, grads, x, y, ms.objective_and_grad, running=run_b, residual=ms.residual,
                             dropout=dropout, rowmask=rowmask, active=active, generator=gen)
     torch.testing.assert_close(losses, ref_losses.detach(), rtol=1e-12, atol=1e-12)
@@ -109,7 +117,7 @@ def test_objective_and_grad_equals_autograd(problem: str, padded: bool) -> None:
     ref = ms.objective(leaf, y, rowmask)
     (ref_grad,) = torch.autograd.grad(ref.sum(), leaf)
     losses, grad = ms.objective_and_grad(out, y, rowmask)
-    assert len(ms.loss_kinds) == 3 if problem == "classification" else len(ms.loss_kinds) == 2
+    assert len(ms.loss_kinds) == 2
     torch.testing.assert_close(losses, ref.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-14)
     assert float(ref_grad.abs().min(dim=-1).values.max()) > 0

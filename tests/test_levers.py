@@ -9,9 +9,19 @@ import pandas as pd
 import pytest
 
 from causal.errors import ConfigError
-from runs_generator.levers import CNN_WIDTH_DIVISOR, DEFAULT_SPACE, LEVER_FIELDS, Choice, LogUniform, parse_assignment
+from runs_generator.levers import (
+    DEFAULT_SPACE,
+    LARGE_SPACE,
+    LEVER_FIELDS,
+    SMALL_SPACE,
+    SPACES,
+    Choice,
+    LogUniform,
+    get_space,
+    parse_assignment,
+)
 
-S = DEFAULT_SPACE
+S = LARGE_SPACE
 
 
 def _frame(configs) -> pd.DataFrame:
@@ -19,13 +29,14 @@ def _frame(configs) -> pd.DataFrame:
     for c in configs:
         rows.append({
             "task": c.task == "mnist1d",
-            # the drawn width level (cnn channels are the drawn width / CNN_WIDTH_DIVISOR)
-            "width": np.log2(c.width * (CNN_WIDTH_DIVISOR if c.arch == "cnn" else 1)),
+            "width": np.log2(c.width),  # units or channels as drawn, for both architectures
             "depth": c.depth,
             "init_scale": np.log2(c.init_scale),
             "optimizer_adam": c.optimizer == "adam",
             "optimizer_momentum": c.optimizer == "momentum",
-            "lr": np.log10(c.lr),
+            # the lr lever's own draw: its position in the optimizer's range (log_lr itself depends on the
+            # optimizer by design)
+            "lr": np.log10(c.lr / S.lr_range(c.optimizer)[0]) / np.log10(np.divide(*S.lr_range(c.optimizer)[::-1])),
             "batch": np.log2(c.batch_size) if c.batch_size else 8.0,
             "full_batch": c.batch_size is None,
             "weight_decay": c.weight_decay > 0,
@@ -37,7 +48,7 @@ def _frame(configs) -> pd.DataFrame:
             "residual": c.residual,
             "n_train": np.log2(c.n_train),
             "noise": c.noise,
-            "steps": c.steps,
+            "epochs": c.epochs,
         })
     return pd.DataFrame(rows).astype(float)
 
@@ -75,15 +86,22 @@ def test_resolved_levers_are_independent_within_their_stratum():
     reg = [c for c in teacher if c.problem == "regression"]
     cls = [c for c in cfgs if c.problem == "classification"]
     assert {c.loss for c in reg} == {"mse", "l1"} and all(c.label_smoothing == 0 for c in reg)
-    assert {c.loss for c in cls} == {"cross_entropy", "mse", "l1"} and {c.noise_dist for c in cls} == {"gaussian"}
+    # l1 is not offered for classes (it trains one-hot targets to an all-zero output)
+    assert {c.loss for c in cls} == {"cross_entropy", "mse"} and {c.noise_dist for c in cls} == {"gaussian"}
     # within regression runs, loss and noise_dist are independent draws
     x = np.array([c.loss == "mse" for c in reg], float)
     y = np.array([c.noise_dist == "laplace" for c in reg], float)
     assert abs(np.corrcoef(x, y)[0, 1]) < 4 / np.sqrt(len(reg))
-    # mnist1d: cnn and mlp both drawn, roughly half each; cnn channels are the drawn width / 4
+    # mnist1d: cnn and mlp both drawn, roughly half each, over the same widths (no divisor ties width to arch)
     arch = [c.arch == "cnn" for c in cfgs if c.task == "mnist1d"]
     assert 0.4 < np.mean(arch) < 0.6
-    assert {c.width for c in cfgs if c.arch == "cnn"} == {w // CNN_WIDTH_DIVISOR for w in (16, 32, 64)}
+    assert {c.width for c in cfgs if c.arch == "cnn"} == {c.width for c in cfgs if c.arch == "mlp"}
+    # every optimizer's lr stays in its own range; steps follow the budget rule
+    for c in cfgs:
+        low, high = S.lr_range(c.optimizer)
+        assert low <= c.lr <= high
+        assert c.steps == max(S.min_steps, int(np.ceil(c.epochs * c.n_train / c.effective_batch)))
+        assert c.depth >= 2
     fixed = S.draw(3, 0, S.overrides(fix={"task": "mnist1d", "arch": "cnn", "width": 32}))
     assert fixed.width == 32  # a fixed width is used as given
 
@@ -110,6 +128,8 @@ def test_cli_strings_are_typed_per_lever():
     c = S.draw(0, 0, o)
     assert (c.width, c.lr, c.residual, c.batch_size, c.dropout) == (64, 0.03, True, None, 0.1)
     assert c.effective_batch == c.n_train
+    c = S.draw(0, 0, S.overrides(fix={"steps": "300", "batch_size": "32", "n_train": "64"}))
+    assert c.steps == 300 and c.epochs == 150.0  # a fixed step count overrides the budget rule
     assert parse_assignment("depth=1,2, 3", multi=True) == ("depth", ["1", "2", "3"])
     assert parse_assignment("optimizer=adam", multi=False) == ("optimizer", "adam")
 
@@ -154,3 +174,32 @@ def test_distributions_cover_their_declared_support():
     ch = Choice(("a", "b"), (3.0, 1.0))
     assert np.mean([ch.sample(x) == "a" for x in u]) == pytest.approx(0.75, abs=0.002)
     assert set(LEVER_FIELDS) == set(S.names)
+
+
+def test_spaces_by_name_and_their_ranges():
+    assert get_space("small") is SMALL_SPACE and get_space("large") is LARGE_SPACE and DEFAULT_SPACE is SMALL_SPACE
+    with pytest.raises(ConfigError, match="small"):
+        get_space("huge")
+    small, large = SMALL_SPACE.draw_all(0, 400), LARGE_SPACE.draw_all(0, 400)
+    assert max(c.n_train for c in small) <= 256 and max(c.n_train for c in large) == 4000
+    assert max(c.width for c in large) > max(c.width for c in small)
+    assert {sp.name for sp in SPACES.values()} == {"small", "large"}
+
+
+@pytest.mark.parametrize("space", ["small", "large"])
+def test_capacity_crosses_the_interpolation_threshold_for_every_arch_and_task(space):
+    """Both regimes (params below and above n_train x outputs) occur for every (task, arch)."""
+    from runs_generator._modelset import arch_spec
+    from runs_generator.models import count_params
+    from runs_generator.spec import TaskData
+
+    sp = get_space(space)
+    seen: dict[tuple, set] = {}
+    for c in sp.draw_all(1, 2000):
+        n_out = 10 if c.task == "mnist1d" else (4 if c.problem == "classification" else 1)
+        shape = (40,) if c.task == "mnist1d" else (16,)
+        x = np.zeros((1, *shape), np.float32)
+        data = TaskData(c.problem, n_out, x[None], x[None], x[None], x[None], x, x, x)
+        over = count_params(arch_spec(c, data)) > c.n_train * n_out
+        seen.setdefault((c.task, c.arch, c.problem), set()).add(over)
+    assert all(v == {True, False} for v in seen.values()), seen

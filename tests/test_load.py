@@ -38,7 +38,8 @@ def test_shard_directory_ignores_temp_and_hidden_files(table, tmp_path):
     _write(table.iloc[30:], tmp_path / "shard-00001.parquet", meta)
     (tmp_path / ".shard-00002.parquet.123.tmp").write_bytes(b"partial")
     (tmp_path / ".hidden.parquet").write_bytes(b"junk")
-    (tmp_path / "sweep.json").write_text("{}")
+    (tmp_path / "_sweep.json").write_text("{}")
+    (tmp_path / "_summary.parquet").write_bytes(b"not a shard")  # '_' files are metadata, as in pyarrow datasets
     df = load_runs(tmp_path)
     assert len(df) == 60 and list(df["run_id"]) == list(table["run_id"])
     assert list(load_runs(tmp_path, columns=["capacity", "variance"]).columns) == ["capacity", "variance"]
@@ -97,8 +98,22 @@ def test_schema_version_checked(table, tmp_path):
     assert len(load_runs(_write(table, tmp_path / "ok.parquet", {b"udl.schema_version": minor.encode()}))) == 60
     with pytest.raises(SchemaError, match="schema version 99.0 is incompatible"):
         load_runs(_write(table, tmp_path / "v.parquet", {b"udl.schema_version": b"99.0"}))
+    with pytest.raises(SchemaError, match=r"schema version 1.0 is incompatible.*Regenerate the sweep"):
+        load_runs(_write(table, tmp_path / "old.parquet", {b"udl.schema_version": b"1.0"}))
     with pytest.raises(SchemaError, match="unreadable metadata"):
         load_runs(_write(table, tmp_path / "m.parquet", {b"udl.schema_version": b"\xff\xfe"}))
+
+
+def test_schema_2_mediators_and_outcomes_may_be_null(table):
+    """Schema 2.0: a value that cannot be measured is null (a diverged run), never a placeholder."""
+    from causal.schema import COLUMNS, SCHEMA_VERSION, Role
+
+    assert SCHEMA_VERSION.startswith("2.")
+    for col in COLUMNS.values():
+        if col.role in (Role.MEDIATOR, Role.OUTCOME) and col.name != "diverged":
+            assert col.nullable, col.name
+    diverged = table.assign(variance=[None] + list(table["variance"][1:]))
+    assert validate_runs(diverged)["variance"].isna().sum() == 1
 
 
 def test_validate_runs_on_dataframes(table):

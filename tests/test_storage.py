@@ -13,7 +13,7 @@ import pytest
 from causal.errors import ConfigError, SchemaError
 from causal.schema import RUNS_SCHEMA, SCHEMA_VERSION
 from runs_generator import storage
-from runs_generator.levers import DEFAULT_SPACE as S
+from runs_generator.levers import LARGE_SPACE as S
 from runs_generator.spec import RunMetrics
 from runs_generator.table import Provenance, make_row
 from runs_generator.tasks import make_task_data
@@ -21,7 +21,7 @@ from runs_generator.tasks import make_task_data
 
 def _metrics(**over) -> RunMetrics:
     base = dict(n_params=1234, gradient_stability=-0.5, sharpness=1.2, implicit_reg=-2.0, bias_sq=-1.0,
-                variance=-2.0, convergence=1.5, diverged=False, generalization=0.8, test_loss=0.6, test_error=0.2,
+                variance=-2.0, convergence=1.5, diverged=False, diverged_step=None, generalization=0.8, test_loss=0.6, test_error=0.2,
                 gen_gap=0.1, deployment_risk=0.05, ece=None, train_loss_initial=2.0, train_loss_final=0.1,
                 wall_time_s=0.3)
     base.update(over)
@@ -50,9 +50,19 @@ def test_row_has_every_schema_column_with_declared_types():
 
 
 def test_nonfinite_required_value_is_refused_naming_the_column():
-    c = S.draw(9, 0)
+    c = S.draw(9, 0, S.overrides(fix={"task": "teacher"}))
     with pytest.raises(SchemaError, match="'sharpness'"):
         make_row(c, make_task_data(c, sweep_seed=9), _metrics(sharpness=float("inf")), PROV)
+    with pytest.raises(SchemaError, match="'wall_time_s'"):
+        make_row(c, make_task_data(c, sweep_seed=9), _metrics(wall_time_s=float("nan")), PROV)
+
+
+def test_unmeasurable_values_are_null_not_placeholders():
+    c = S.draw(9, 0, S.overrides(fix={"task": "teacher"}))
+    diverged = _metrics(diverged=True, diverged_step=17, sharpness=None, variance=float("nan"), generalization=None)
+    row = make_row(c, make_task_data(c, sweep_seed=9), diverged, PROV)
+    assert row["diverged"] == 1 and row["diverged_step"] == 17
+    assert row["sharpness"] is None and row["variance"] is None and row["generalization"] is None
 
 
 def test_shard_roundtrip_with_schema_and_metadata(tmp_path):
@@ -100,8 +110,21 @@ def test_manifest_refuses_a_different_sweep_naming_the_keys(tmp_path):
 
 def test_shards_without_manifest_are_refused(tmp_path):
     storage.write_shard(tmp_path, 0, _rows(1), {})
-    with pytest.raises(ConfigError, match="no sweep.json"):
+    with pytest.raises(ConfigError, match="no _sweep.json"):
         storage.check_manifest(tmp_path, {"seed": 1})
+
+
+def test_pandas_and_pyarrow_read_a_sweep_directory_as_it_is(tmp_path):
+    """Every non-shard file starts with '_' or '.', so the directory is a plain parquet dataset."""
+    import pandas as pd
+
+    storage.write_shard(tmp_path, 0, _rows(2), {})
+    storage.write_shard(tmp_path, 1, _rows(3), {})
+    storage.write_manifest(tmp_path, {"identity": {}})
+    (tmp_path / ".shard-00002.parquet.99.tmp").write_bytes(b"half a file")
+    assert all(p.name.startswith(("shard-", "_", ".")) for p in tmp_path.iterdir())
+    df = pd.read_parquet(tmp_path)
+    assert len(df) == 5 and set(df.columns) == {c.name for c in RUNS_SCHEMA}
 
 
 def test_bad_output_paths_give_clear_errors(tmp_path):
