@@ -35,6 +35,7 @@ _LAZY = {
     "read_baseline": "causal.stability",
     "bootstrap_sign_stability": "causal.stability",
     "simulate_linear_scm": "causal.simulate",
+    "simulate_sweep": "causal.simulate_sweep",
 }
 
 __all__ = [

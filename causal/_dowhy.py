@@ -234,6 +234,7 @@ def identify_direct(
     outcome: str,
     *,
     extra: Iterable[str] = (),
+    search: str = "minimal",
 ) -> Identification:
     """Identify the direct effect ``treatment → outcome`` with DoWhy.
 
@@ -244,6 +245,20 @@ def identify_direct(
     extra : iterable of str
         Further columns to adjust for (e.g. every randomized lever); those that
         are descendants of ``outcome`` or equal to the treatment are dropped.
+    search : {'minimal', 'maximal'}
+        DoWhy's backdoor search. ``'minimal'`` (``minimal-adjustment``) is
+        exhaustive over subsets: fine on the book's sparse graph, minutes on
+        the design graph, where every lever points to every mediator.
+        ``'maximal'`` (``maximal-adjustment``) tests the largest eligible set
+        first (one d-separation test when it is valid) and says whether the
+        edge is identified. The set adjusted for is then the outcome's other
+        parents ∪ ``extra`` (in a DAG without latent nodes the parents always
+        block every non-direct path; in the design graph they are every
+        randomized lever and the book parents); where latent projections
+        leave a path open, DoWhy's randomized pre-treatment members are added,
+        and failing that DoWhy's whole set. Other mediators and outcomes off
+        the direct path are not adjusted for: they add noise and share
+        measurement error with the outcome.
     """
     from dowhy.causal_identifier.auto_identifier import BackdoorAdjustment, EstimandType, identify_effect_auto
 
@@ -255,16 +270,26 @@ def identify_direct(
     # polynomial pre-check: DoWhy searches subsets exhaustively (seconds) when none exists
     if nx.find_minimal_d_separator(cut, {treatment}, {outcome}, restricted=set(observed) - banned) is None:
         return Identification(treatment, outcome, None, (), False, _unidentifiable(graph, treatment, outcome))
+    how = {"minimal": BackdoorAdjustment.BACKDOOR_MIN, "maximal": BackdoorAdjustment.BACKDOOR_MAX}[search]
     with quiet():
         estimand = identify_effect_auto(
             _plain(graph), [treatment], [outcome], observed, EstimandType.NONPARAMETRIC_CDE,
-            backdoor_adjustment=BackdoorAdjustment.BACKDOOR_MIN,
+            backdoor_adjustment=how,
         )
     found = (estimand.estimands or {}).get("backdoor") is not None
     dowhy_set = tuple(sorted(estimand.get_backdoor_variables() or ())) if found else None
     parents = {p for p in graph.predecessors(outcome) if p != treatment and not graph.nodes[p].get("latent")}
     extra_ok = {c for c in extra if c in graph and not graph.nodes[c].get("latent")} - banned
-    adjustment = tuple(sorted(set(dowhy_set or ()) | parents | extra_ok))
+    adjustment = tuple(sorted(parents | extra_ok))
+    if search == "maximal" and found and not is_valid_direct_adjustment(graph, treatment, outcome, adjustment):
+        # latent projections left a path open: add DoWhy's randomized pre-treatment members, then all of it
+        pre = {c for c in set(dowhy_set or ()) - nx.descendants(graph, treatment)
+               if graph.nodes[c].get("kind") in ("lever", "context", "design")}
+        adjustment = tuple(sorted(pre | parents | extra_ok))
+        if not is_valid_direct_adjustment(graph, treatment, outcome, adjustment):
+            adjustment = tuple(sorted(set(dowhy_set or ()) | parents | extra_ok))
+    elif search == "minimal":
+        adjustment = tuple(sorted(set(dowhy_set or ()) | parents | extra_ok))
     valid = found and is_valid_direct_adjustment(graph, treatment, outcome, adjustment)
     reason = "" if valid else _unidentifiable(graph, treatment, outcome)
     return Identification(treatment, outcome, dowhy_set, adjustment, valid, reason, estimand if found else None)

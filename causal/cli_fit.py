@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("data", metavar="DATA", help="a .parquet file or a sweep directory of shards")
     p.add_argument("--method", choices=("linear", "dml"), default="linear",
                    help="linear OLS via DoWhy (default) or cross-fitted double ML")
-    p.add_argument("--adjust", choices=("graph", "all_levers"), default="graph",
-                   help="adjust for the graph's sets only (default) or also for every randomized lever")
+    p.add_argument("--adjust", choices=("design", "book"), default="design",
+                   help="identify on the book's graph plus the experiment's design (default) or the book's alone")
+    p.add_argument("--diverged", choices=("exclude", "include"), default="exclude",
+                   help="exclude diverged runs (default) or include them")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--correction", choices=("holm", "fdr_bh", "bonferroni", "none"), default="holm",
                    help="multiple-testing correction across edges (default holm)")
@@ -63,6 +65,7 @@ def _fit(args: argparse.Namespace) -> int:
     effects = fit_edges(
         df, method=args.method, adjust=args.adjust, alpha=args.alpha, correction=args.correction,
         refute=args.refute, seed=args.seed, se=args.se,
+        diverged=args.diverged,
     )
     effects.print_summary()
     if args.out:

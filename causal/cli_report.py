@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", help="a runs parquet file or shard directory")
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     p.add_argument("--baseline", help="sign baseline JSON to check against (optional)")
-    p.add_argument("--adjust", choices=("graph", "all_levers"), default="graph")
+    p.add_argument("--adjust", choices=("design", "book"), default="design",
+                   help="the book's graph plus the design (default) or the book's graph alone")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for mediation CIs")
     p.add_argument("--seed", type=int, default=0)

@@ -3,30 +3,40 @@
 For every column edge ``t → o`` of the graph whose columns are in the table,
 :func:`fit_edges` estimates the edge's **direct** effect (per unit of ``t``):
 
-1. *Rows*: categorical levers are expanded to 0/1 contrasts
-   (:func:`causal.variables.add_contrasts`); per edge, rows with a missing
-   value in the treatment, the outcome or the adjustment set are dropped
-   (``n`` reports what was used).
-2. *Graph*: the column graph is projected onto the columns present (latent
-   projection, :func:`causal._dowhy.identification_graph`): a missing mediator
-   passes its parents' effects on to its children, so with missing columns an
-   edge's estimand is "the effect of ``t`` on ``o`` not mediated by an
-   *observed* node of the graph".
+1. *Rows* (:func:`causal.prepare.prepare`, shared with mediation and
+   falsify): diverged runs (``diverged == 1``) are excluded by default
+   (``diverged="include"`` keeps them; ``EdgeEffects.n_diverged`` counts
+   them); categorical levers are expanded to 0/1 contrasts; per edge, rows
+   with a null in the treatment, the outcome or the adjustment set are dropped
+   (``n`` is what was used, ``n_null_dropped`` what was not).
+2. *Graph*: ``adjust="design"`` (default) identifies on the book's graph plus
+   the experiment's design (:mod:`causal.design`: raw levers as randomized
+   roots, parents of the columns computed from them and possible direct
+   causes of every mediator and outcome); ``adjust="book"`` on the book's
+   graph alone. Columns missing from the table are marginalized by a latent
+   projection (:func:`causal._dowhy.identification_graph`): a missing mediator
+   passes its parents' effects on to its children.
 3. *Identification*: DoWhy's ``nonparametric-cde`` (controlled direct effect)
-   identification gives a minimal set satisfying the single-door criterion;
-   the outcome's other observed parents are added (always admissible, and they
-   absorb outcome variance). With ``adjust="all_levers"`` every randomized
-   lever and context column is added as well, including the randomized levers
-   the graph has no node for (:func:`causal.variables.design_covariates`:
-   ``task``/``problem``/``noise_dist`` contrasts, ``depth``, ``steps``). The union is checked with
-   networkx d-separation; an edge without a valid set is *skipped* with the
-   reason (e.g. a missing mediator that confounds it).
+   backdoor identification (:func:`causal._dowhy.identify_direct`; minimal
+   search on the book graph, maximal on the design graph). The set adjusted
+   for holds the outcome's other observed parents (under ``design``: every
+   randomized lever and the book parents) and, for a mediator treatment,
+   every randomized lever present (roots are always admissible; this takes
+   in the loss, the signed init scale, ...). It is checked with networkx
+   d-separation; an edge without a valid set is *skipped* with the reason.
+   Adjustment columns that are exact linear combinations of others are
+   dropped; a treatment that is a function of its adjustment set is skipped
+   as not identifiable (never estimated as noise).
 4. *Estimation*: ``method="linear"`` — OLS through DoWhy's
-   ``backdoor.linear_regression`` with analytic (HC3-robust by default) CIs;
+   ``backdoor.linear_regression``, standard errors from the one regression
+   core (:func:`causal.regression.ols`, HC3 by default);
    ``method="dml"`` — cross-fitted partialling-out double ML with
    gradient-boosted nuisances (:func:`causal._dowhy.estimate_dml`).
 5. *Testing*: p-values are corrected across all estimated edges
-   (``correction``: Holm by default, or Benjamini–Hochberg ``fdr_bh``).
+   (:func:`causal.regression.adjust_pvalues`: Holm by default).
+
+Every summary row records ``adjust``, ``method``, ``se``, ``adjustment``
+(the columns used) and ``dowhy_set``.
 
 Verdicts (``alpha`` applies to ``p_adjusted``)
 ----------------------------------------------
@@ -45,7 +55,7 @@ moderation): see :attr:`EdgeEffects.moderation`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import networkx as nx
@@ -54,9 +64,9 @@ import pandas as pd
 
 from causal.errors import ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.regression import adjust_pvalues, ols
+from causal.prepare import Adjust, Diverged
+from causal.regression import StdErr, adjust_pvalues, ols
 from causal.results import Result
-from causal.variables import design_covariates
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -64,9 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Method", "Adjust", "Correction", "FitConfig", "EdgeEffects", "fit_edges", "plot_forest", "verdict"]
 
 Method = Literal["linear", "dml"]
-Adjust = Literal["graph", "all_levers"]
 Correction = Literal["holm", "fdr_bh", "bonferroni", "none"]
-from causal.regression import StdErr  # noqa: E402  (one source of SE types)
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ class FitConfig:
     """Settings of one :func:`fit_edges` call (stored on the result)."""
 
     method: Method = "linear"  # linear OLS through DoWhy, or cross-fitted double ML
-    adjust: Adjust = "graph"  # graph sets only, or also every randomized lever
+    adjust: Adjust = "design"  # book graph + the experiment's design, or the book graph alone
     alpha: float = 0.05  # significance level for CIs and verdicts
     correction: Correction = "holm"  # multiple-testing correction across edges
     refute: bool = False  # run DoWhy's placebo / random-cause / subset refuters
@@ -82,11 +90,13 @@ class FitConfig:
     standardize: bool = True  # report std_effect = estimate * sd(t) / sd(o)
     se: StdErr = "hc3"  # linear method: robust HC3 or DoWhy's classical SEs
     refute_simulations: int = 20  # re-estimations per refuter
+    diverged: Diverged = "exclude"  # drop diverged == 1 rows, or keep them
 
     def __post_init__(self) -> None:
         choices = {
             "method": ("linear", "dml"),
-            "adjust": ("graph", "all_levers"),
+            "adjust": ("design", "book"),
+            "diverged": ("exclude", "include"),
             "correction": ("holm", "fdr_bh", "bonferroni", "none"),
             "se": ("hc3", "hc1", "classical"),
         }
@@ -140,6 +150,10 @@ class EdgeEffects(Result):
     graph : CausalGraph
     n_rows : int
         Rows of the input table.
+    n_diverged : int
+        Diverged rows excluded before fitting (``config.diverged``).
+    notes : dict
+        Levers left out of the design and why (absent, constant).
     """
 
     summary: pd.DataFrame
@@ -148,6 +162,8 @@ class EdgeEffects(Result):
     config: FitConfig
     graph: CausalGraph
     n_rows: int
+    n_diverged: int = 0
+    notes: dict = field(default_factory=dict)
 
     title: ClassVar[str] = "Direct effects of the book's edges"
     display_columns: ClassVar[tuple[str, ...]] = (
@@ -161,7 +177,8 @@ class EdgeEffects(Result):
             "method": self.config.method + (f" (SE {self.config.se})" if self.config.method == "linear" else ""),
             "adjust": self.config.adjust,
             "alpha": f"{self.config.alpha} ({self.config.correction}-corrected)",
-            "rows": self.n_rows,
+            "rows": f"{self.n_rows} ({self.n_diverged} diverged excluded)" if self.config.diverged == "exclude"
+            else f"{self.n_rows} (diverged included)",
             "edges": f"{len(self.summary)} estimated, {len(self.skipped)} skipped",
             "verdicts": ", ".join(f"{k} {int(counts.get(k, 0))}" for k in ("supports", "contradicts", "inconclusive")),
         }
@@ -171,6 +188,7 @@ class EdgeEffects(Result):
 
         out = super().to_dict()
         out["config"] = json_safe(asdict(self.config))
+        out["n_rows"], out["n_diverged"], out["notes"] = self.n_rows, self.n_diverged, json_safe(self.notes)
         out["skipped"] = json_safe(self.skipped.astype(object).where(self.skipped.notna(), None).to_dict("records"))
         out["moderation"] = json_safe(
             self.moderation.astype(object).where(self.moderation.notna(), None).to_dict("records")
@@ -257,30 +275,54 @@ def plot_forest(
 _SKIP_COLUMNS = ["number", "edge", "treatment", "outcome", "reason"]
 
 
-def _usable(df: pd.DataFrame, col: str) -> str:
-    """'' when ``col`` can enter a regression, else why not."""
-    if col not in df.columns:
-        return f"column {col!r} is not in the table"
-    s = df[col]
-    if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
-        return f"column {col!r} is not numeric (dtype {s.dtype})"
-    if s.notna().sum() == 0:
-        return f"column {col!r} is entirely null"
-    return ""
+def _independent(sub: pd.DataFrame, treatment: str, adjustment: list[str]) -> tuple[list[str], bool]:
+    """Drop adjustment columns that are exact linear combinations of earlier ones.
+
+    Returns the kept columns and whether the treatment itself is (linearly) a
+    function of them: then its effect is not identifiable from this table.
+    Greedy Gram–Schmidt on the correlation matrix (cheap: p × p).
+    """
+    cols = [*adjustment, treatment]
+    x = sub[cols].to_numpy()
+    x = x - x.mean(0)
+    sd = x.std(0)
+    sd[sd == 0] = 1.0
+    x = x / sd
+    gram = x.T @ x / len(x)
+    keep: list[int] = []
+    resid = np.zeros(len(cols))
+    for j in range(len(cols)):
+        if keep:
+            g_kk = gram[np.ix_(keep, keep)]
+            g_kj = gram[keep, j]
+            resid[j] = gram[j, j] - g_kj @ np.linalg.solve(g_kk, g_kj)
+        else:
+            resid[j] = gram[j, j]
+        if resid[j] > 1e-9 and j < len(cols) - 1:
+            keep.append(j)
+    return [adjustment[k] for k in keep], bool(resid[-1] <= 1e-9)
 
 
-def _prepare(df: pd.DataFrame) -> pd.DataFrame:
-    from causal.variables import add_contrasts
+def _determined_by_design(sub: pd.DataFrame, treatment: str, adjustment: list[str], prep: Any) -> bool:
+    """True when a computed column is constant within every cell of its adjusted confounders.
 
-    if not isinstance(df, pd.DataFrame):
-        raise SchemaError(f"fit_edges needs a pandas DataFrame, got {type(df).__name__}")
-    if df.empty:
-        raise SchemaError("fit_edges got an empty table (0 rows); load or simulate some runs first")
-    return add_contrasts(df)
+    Catches the nonlinear case the linear rank check misses (capacity at a fixed
+    width is a nonlinear function of depth, arch, task and problem).
+    """
+    from causal.design import COMPUTED
 
-
-def _levers(graph: nx.DiGraph) -> list[str]:
-    return [n for n, d in graph.nodes(data=True) if d.get("kind") in ("lever", "context")]
+    comp = COMPUTED.get(treatment)
+    if comp is None:
+        return False
+    group = [c for c in prep.expand(list(comp.confounders)) if c in adjustment]
+    present = [lv for lv in comp.intervention if lv in prep.columns or lv in sub.columns]
+    if not group or present:
+        return False
+    cells = sub.groupby(group)[treatment]
+    if cells.ngroups > len(sub) / 5:  # continuous confounders: cells too small to tell
+        return False
+    spread = cells.std(ddof=0).fillna(0.0)
+    return bool(spread.max() <= 1e-9 * max(float(sub[treatment].std(ddof=0)), 1e-300))
 
 
 def fit_edges(
@@ -288,9 +330,10 @@ def fit_edges(
     *,
     graph: CausalGraph = BOOK_DAG,
     method: Method = "linear",
-    adjust: Adjust = "graph",
+    adjust: Adjust = "design",
     alpha: float = 0.05,
     correction: Correction = "holm",
+    diverged: Diverged = "exclude",
     refute: bool = False,
     seed: int = 0,
     standardize: bool = True,
@@ -307,12 +350,14 @@ def fit_edges(
     graph : CausalGraph
         The hypothesis (default :data:`causal.BOOK_DAG`).
     method : {'linear', 'dml'}
-    adjust : {'graph', 'all_levers'}
-        Adjust for the graph's sets only, or also for every randomized lever
-        and context column present.
+    adjust : {'design', 'book'}
+        Identify on the book's graph plus the experiment's design (default;
+        :mod:`causal.prepare`, :mod:`causal.design`) or on the book's graph alone.
     alpha : float
         Level of the CIs and of the verdicts (applied to ``p_adjusted``).
     correction : {'holm', 'fdr_bh', 'bonferroni', 'none'}
+    diverged : {'exclude', 'include'}
+        Drop ``diverged == 1`` rows (default) or keep them.
     refute : bool
         Also run DoWhy's refuters per edge (slow: ~3 × ``refute_simulations``
         regressions per edge).
@@ -320,8 +365,8 @@ def fit_edges(
         Seeds DML cross-fitting and refuters; results are reproducible.
     standardize : bool
         Report ``std_effect`` (else NaN) and plot it in forest plots.
-    se : {'hc3', 'classical'}
-        Linear method's standard errors (see :func:`causal._dowhy.estimate_linear`).
+    se : {'hc3', 'hc1', 'classical'}
+        Standard errors of the linear method (:func:`causal.regression.ols`).
 
     Returns
     -------
@@ -335,40 +380,34 @@ def fit_edges(
     supports
     """
     from causal import _dowhy
+    from causal.prepare import prepare, usable
 
-    config = FitConfig(method, adjust, alpha, correction, refute, seed, standardize, se, refute_simulations)
-    data = _prepare(df)
-    full = graph.column_graph()
-    observed = [n for n in full.nodes if not _usable(data, n)]
-    gid = _dowhy.identification_graph(full, observed)
-    numeric = pd.DataFrame({c: np.asarray(data[c], dtype="float64") for c in observed}, index=data.index)
-    extra: list[str] = []
-    if adjust == "all_levers":
-        # randomized levers outside the graph (task, depth, steps, ...) join as
-        # isolated roots: always admissible, and they absorb real confounding of
-        # mediator -> mediator edges that the book's graph does not draw
-        design = design_covariates(data).drop(columns=list(numeric.columns), errors="ignore")
-        numeric = pd.concat([numeric, design], axis=1)
-        data = pd.concat([data, design.drop(columns=[c for c in design.columns if c in data.columns])], axis=1)
-        gid = gid.copy()
-        gid.add_nodes_from(design.columns, kind="lever", concept="design")
-        extra = _levers(gid)
+    config = FitConfig(method, adjust, alpha, correction, refute, seed, standardize, se, refute_simulations,
+                       diverged)
+    prep = prepare(df, graph, adjust=adjust, diverged=diverged, who="fit_edges")
+    data, numeric, gid = prep.data, prep.numeric, prep.gid
 
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     with _dowhy.single_threaded():
         for k, ce in enumerate(graph.column_edges()):
             base = {"number": ce.number, "edge": ce.edge, "treatment": ce.treatment, "outcome": ce.outcome}
-            reason = _usable(data, ce.treatment) or _usable(data, ce.outcome)
+            reason = usable(data, ce.treatment) or usable(data, ce.outcome)
             if reason:
                 skipped.append({**base, "reason": reason})
                 continue
-            ident = _dowhy.identify_direct(gid, ce.treatment, ce.outcome, extra=extra)
+            ident = _dowhy.identify_direct(gid, ce.treatment, ce.outcome, extra=prep.extra_for(ce.treatment),
+                                           search=prep.search)
             if not ident.valid:
                 skipped.append({**base, "reason": ident.reason})
                 continue
-            sub = numeric[[ce.treatment, ce.outcome, *ident.adjustment]].dropna()
-            adjustment = [c for c in ident.adjustment if sub[c].nunique() > 1]  # constants are collinear
+            # book columns first: a raw lever collinear with one (arch with inductive_bias) is the one dropped
+            nodes = sorted(ident.adjustment, key=lambda c: c in prep.columns)
+            cols = [c for c in prep.expand(nodes) if c not in (ce.treatment, ce.outcome)]
+            frame = numeric[[ce.treatment, ce.outcome, *cols]]
+            sub = frame.dropna()
+            n_null = len(frame) - len(sub)
+            adjustment = [c for c in cols if sub[c].nunique() > 1]  # constants are collinear
             if sub[ce.treatment].nunique() < 2:
                 skipped.append({**base, "reason": f"treatment {ce.treatment!r} does not vary in the {len(sub)} complete rows"})
                 continue
@@ -378,6 +417,12 @@ def fit_edges(
             if len(sub) < len(adjustment) + 5:
                 skipped.append({**base, "reason": f"too few complete rows ({len(sub)}) for {len(adjustment)} adjustment columns"})
                 continue
+            adjustment, determined = _independent(sub, ce.treatment, adjustment)
+            if determined or _determined_by_design(sub, ce.treatment, adjustment, prep):
+                skipped.append({**base, "reason": f"not identifiable: {ce.treatment!r} is a deterministic function "
+                                f"of its adjustment set ({', '.join(ident.adjustment)}); vary its intervention "
+                                "independently of them"})
+                continue
             if method == "linear":
                 est = _dowhy.estimate_linear(sub, ident, adjustment, alpha=alpha, se=se)
             else:
@@ -386,10 +431,10 @@ def fit_edges(
             row = {
                 **base,
                 "estimate": est.estimate, "std_error": est.std_error, "ci_low": est.ci_low, "ci_high": est.ci_high,
-                "p_value": est.p_value, "n": est.n, "expected_sign": ce.expected_sign.value,
+                "p_value": est.p_value, "n": est.n, "n_null_dropped": n_null, "expected_sign": ce.expected_sign.value,
                 "std_effect": est.estimate * scale, "std_ci_low": est.ci_low * scale, "std_ci_high": est.ci_high * scale,
                 "adjustment": ",".join(adjustment), "dowhy_set": ",".join(ident.dowhy_set or ()),
-                "method": method, "adjust": adjust,
+                "method": method, "adjust": adjust, "se": se if method == "linear" else "dml_sandwich",
             }
             if refute:
                 row.update(_dowhy.refute(sub, gid, ident, adjustment, seed=seed + 101 * k, simulations=refute_simulations))
@@ -397,21 +442,24 @@ def fit_edges(
 
     summary = _finish(pd.DataFrame(rows), config)
     with _dowhy.single_threaded():
-        moderation = _moderation(data, graph, gid, summary, config)
+        moderation = _moderation(data.assign(**{c: numeric[c] for c in numeric.columns if c not in data.columns}),
+                                 graph, gid, summary, config)
     return EdgeEffects(
         summary=summary,
         skipped=pd.DataFrame(skipped, columns=_SKIP_COLUMNS),
         moderation=moderation,
         config=config,
         graph=graph,
-        n_rows=len(df),
+        n_rows=prep.n_input,
+        n_diverged=prep.n_diverged,
+        notes=dict(prep.notes),
     )
 
 
 _ORDER = [
     "number", "edge", "treatment", "outcome", "estimate", "std_error", "ci_low", "ci_high", "p_value",
     "p_adjusted", "n", "expected_sign", "estimated_sign", "significant", "verdict", "std_effect",
-    "std_ci_low", "std_ci_high", "adjustment", "dowhy_set", "method", "adjust",
+    "std_ci_low", "std_ci_high", "adjustment", "dowhy_set", "method", "adjust", "se", "n_null_dropped",
 ]
 
 
@@ -426,6 +474,7 @@ def _finish(summary: pd.DataFrame, config: FitConfig) -> pd.DataFrame:
         for s, e, p in zip(summary["expected_sign"], summary["estimate"], summary["p_adjusted"])
     ]
     summary["n"] = summary["n"].astype("int64")
+    summary["n_null_dropped"] = summary["n_null_dropped"].astype("int64")
     rest = [c for c in summary.columns if c not in _ORDER]
     return summary[_ORDER + rest].reset_index(drop=True)
 

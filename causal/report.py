@@ -111,7 +111,7 @@ def report(
     *,
     graph: CausalGraph = BOOK_DAG,
     baseline: str | Path | dict | None = None,
-    adjust: str = "graph",
+    adjust: str = "design",
     alpha: float = 0.05,
     n_boot: int = 200,
     seed: int = 0,
@@ -124,7 +124,7 @@ def report(
         A runs table (see :func:`causal.load_runs`).
     baseline : path or dict, optional
         A sign baseline (``udl check --write-baseline``); checked when given.
-    adjust : {'graph', 'all_levers'}
+    adjust : {'design', 'book'}
         Adjustment mode of :func:`causal.fit_edges`.
     n_boot : int
         Bootstrap resamples for the mediation CIs.

@@ -48,10 +48,9 @@ import pandas as pd
 from causal._threads import single_threaded
 from causal.errors import BaselineError, ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.mediate import bootstrap_counts, usable_columns
+from causal.mediate import bootstrap_counts
 from causal.regression import weighted_ols
 from causal.results import Result
-from causal.variables import add_contrasts
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -366,35 +365,22 @@ def check_signs(effects: Any, baseline: str | Path | dict[str, Any], *, alpha: f
 
 
 # ---- bootstrap sign stability -------------------------------------------------------------
-def _adjustment_sets(effects: Any, graph: CausalGraph, present: list[str]) -> list[tuple[str, str, list[str]]]:
-    """(treatment, outcome, adjustment) per edge: from ``effects`` or the outcome's other parents."""
-    if effects is not None:
-        frame, _ = _effects_frame(effects)
-        if "adjustment" not in frame.columns:
-            raise SchemaError("effects summary lacks the 'adjustment' column that fit_edges writes; "
-                              "pass an EdgeEffects from causal.fit_edges or leave effects=None")
-        return [(r.treatment, r.outcome, [c for c in str(r.adjustment).split(",") if c and c != "nan"])
-                for r in frame.itertuples(index=False) if not r.regime]
-    g = graph.column_graph(present)
-    return [(ce.treatment, ce.outcome, [p for p in g.predecessors(ce.outcome) if p != ce.treatment])
-            for ce in graph.column_edges() if g.has_edge(ce.treatment, ce.outcome)]
-
-
 def bootstrap_sign_stability(df: pd.DataFrame, *, effects: Any = None, graph: CausalGraph = BOOK_DAG,
                              n_boot: int = 200, seed: int = 0) -> SignStability:
-    """Fraction of bootstrap resamples that keep each edge's sign (linear estimate).
+    """Fraction of bootstrap resamples that keep each edge's sign.
 
-    Each edge's direct effect is the OLS coefficient of the treatment in a
-    regression of the outcome on the treatment and an adjustment set: the set
-    ``fit_edges`` used when ``effects`` (an EdgeEffects) is given, otherwise the
-    outcome's other graph parents among the usable columns (``fit_edges``'
-    choice when every column is present). Edges sharing an outcome and a
-    regressor set share one batched fit; all edges share one set of resamples.
+    Refits exactly the model of ``effects``: the same rows (its ``adjust`` and
+    ``diverged`` settings through :func:`causal.prepare.prepare`), the same
+    regression columns (its ``adjustment``), OLS per resample. Without
+    ``effects``, :func:`causal.fit_edges` with its defaults is run first.
+    Edges sharing an outcome and a regressor set share one batched fit; all
+    edges share one set of resamples.
 
     Parameters
     ----------
     df : pandas.DataFrame
-    effects : EdgeEffects or DataFrame, optional
+    effects : EdgeEffects, optional
+        A linear fit (the bootstrap refits OLS; a DML fit is refused).
     graph : CausalGraph
     n_boot : int
         Resamples of rows.
@@ -405,23 +391,36 @@ def bootstrap_sign_stability(df: pd.DataFrame, *, effects: Any = None, graph: Ca
     -------
     SignStability
     """
+    from causal.prepare import prepare
+
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
         raise ConfigError(f"n_boot must be an integer >= 10, got {n_boot!r}")
-    data = add_contrasts(df)
-    present, _ = usable_columns(data, graph.column_graph().nodes)
-    edges = [e for e in _adjustment_sets(effects, graph, present)
-             if e[0] in present and e[1] in present]
+    if effects is None:
+        from causal.edges import fit_edges
+
+        effects = fit_edges(df, graph=graph)
+    config = getattr(effects, "config", None)
+    if config is None:
+        raise ConfigError("bootstrap_sign_stability needs the EdgeEffects (not its summary): it refits that "
+                          "model with the fit's adjust and diverged settings")
+    if config.method != "linear":
+        raise ConfigError(f"bootstrap_sign_stability refits OLS; the fit used method={config.method!r}. "
+                          "Pass a linear fit (fit_edges(..., method='linear'))")
+    frame, _ = _effects_frame(effects)
+    data = prepare(df, graph, adjust=config.adjust, diverged=config.diverged).numeric
+    edges = [(r.treatment, r.outcome, [c for c in str(r.adjustment).split(",") if c and c != "nan"])
+             for r in frame.itertuples(index=False) if not r.regime]
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for t, o, adj in edges:
-        regressors = tuple(sorted({t, *[a for a in adj if a in present]}))
-        groups.setdefault((o, regressors), []).append(t)
+        missing = [c for c in (t, o, *adj) if c not in data.columns]
+        if missing:
+            raise SchemaError(f"columns {missing} of the fit of {t} → {o} are not in this table; "
+                              "pass the table the effects were fitted on")
+        groups.setdefault((o, (t, *adj)), []).append(t)
     rows = []
     with single_threaded():
         for (o, regressors), treatments in groups.items():
-            sub = data[[o, *regressors]].astype("float64").dropna()
-            regressors = tuple(c for c in regressors if c in treatments or sub[c].nunique() > 1)
-            if len(sub) < len(regressors) + 5:
-                continue
+            sub = data[[o, *regressors]].dropna()
             X, y = sub[list(regressors)].to_numpy(), sub[o].to_numpy()
             full = weighted_ols(X, y, np.ones((1, len(sub))))[0]
             rng = np.random.default_rng(seed)  # same resamples for every group of the same size

@@ -33,10 +33,10 @@ def test_udl_fit_prints_table_and_writes_files(runs, tmp_path):
     assert len(df) == 42
     row = df[(df.treatment == "residual") & (df.outcome == "sharpness")].iloc[0]
     assert row["verdict"] == "contradicts"
-    r = udl("fit", str(runs), "--adjust", "all_levers", "--alpha", "0.01", "--out", str(tmp_path / "e.json"))
+    r = udl("fit", str(runs), "--adjust", "book", "--alpha", "0.01", "--out", str(tmp_path / "e.json"))
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "e.json").read_text())
-    assert data["config"]["adjust"] == "all_levers" and data["config"]["alpha"] == 0.01
+    assert data["config"]["adjust"] == "book" and data["config"]["alpha"] == 0.01
 
 
 def test_udl_fit_errors_name_the_problem(runs, tmp_path):

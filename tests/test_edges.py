@@ -69,7 +69,7 @@ def test_summary_columns_and_standardized_effect(fits):
     assert row["edge"] == "init_quality→gradient_stability"
     # the direct effect adjusts for the outcome's other parents
     assert set(fx.effect("sharpness", "convergence")["adjustment"].split(",")) >= {"gradient_stability", "loss_matched"}
-    assert (s["method"] == "linear").all() and (s["adjust"] == "graph").all()
+    assert (s["method"] == "linear").all() and (s["adjust"] == "design").all() and (s["se"] == "hc3").all()
 
 
 def test_reproducible_for_a_seed(fits):
@@ -109,11 +109,13 @@ def test_all_null_and_absent_columns_are_skipped_not_errors():
     assert len(fx.summary) + len(fx.skipped) == 42
 
 
-def test_all_levers_adjustment_is_reported_and_consistent():
+def test_design_and_book_adjustment_are_reported_and_consistent_on_the_book_scm():
     sim = simulate_linear_scm(2000, seed=3)
-    g = fit_edges(sim.data)
-    a = fit_edges(sim.data, adjust="all_levers")
-    assert (a.summary["adjust"] == "all_levers").all()
+    g = fit_edges(sim.data, adjust="book")
+    a = fit_edges(sim.data)
+    assert (a.summary["adjust"] == "design").all() and (g.summary["adjust"] == "book").all()
+    # the book's SCM has no raw levers: the design graph adds lever -> mediator edges only
+    assert any("raw lever task" in k for k in a.notes)
     row = a.effect("init_quality", "gradient_stability")
     assert {"capacity", "log_lr", "data_noise"} <= set(row["adjustment"].split(","))
     assert "init_quality" not in row["adjustment"].split(",")
@@ -186,9 +188,9 @@ def test_bad_input():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_all_levers_adjusts_for_randomized_levers_outside_the_graph(seed):
-    """`depth` is randomized but not a graph node; when it drives both sharpness and
-    convergence, only adjust='all_levers' recovers the true sharpness -> convergence edge."""
+def test_design_adjusts_for_randomized_levers_outside_the_graph(seed):
+    """`depth` is randomized but not a book node; when it drives both sharpness and
+    convergence, only the design graph recovers the true sharpness -> convergence edge."""
     from causal.simulate import simulate_linear_scm
 
     sim = simulate_linear_scm(4000, seed=seed)
@@ -200,8 +202,8 @@ def test_all_levers_adjusts_for_randomized_levers_outside_the_graph(seed):
     df["sharpness"] += 0.8 * depth
     df["convergence"] += 0.8 * depth  # a confounding path the book's graph lacks
     truth = sim.coefficient("sharpness", "convergence")
-    graph_fit = fit_edges(df).effect("sharpness", "convergence")
-    all_fit = fit_edges(df, adjust="all_levers").effect("sharpness", "convergence")
+    graph_fit = fit_edges(df, adjust="book").effect("sharpness", "convergence")
+    all_fit = fit_edges(df).effect("sharpness", "convergence")
     assert not graph_fit["ci_low"] <= truth <= graph_fit["ci_high"]
     assert all_fit["ci_low"] - 0.02 <= truth <= all_fit["ci_high"] + 0.02
     assert "depth" in all_fit["adjustment"].split(",") and "task_mnist1d" in all_fit["adjustment"].split(",")
@@ -219,3 +221,97 @@ def test_constant_outcome_is_skipped_and_nan_p_values_do_not_poison_bh():
     assert fx.summary["p_adjusted"].notna().all()
     adj = _adjust_p(np.array([0.001, np.nan, 0.02]), "fdr_bh")
     assert np.isnan(adj[1]) and adj[0] == pytest.approx(0.002) and adj[2] == pytest.approx(0.02)
+
+
+# ---- the design: recovery on sweep-like data ---------------------------------------------
+DESIGN_SEEDS = (0, 1, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def sweep_fits():
+    from causal.simulate_sweep import simulate_sweep
+
+    out = []
+    for seed in DESIGN_SEEDS:
+        sim = simulate_sweep(3000, seed=seed)
+        out.append((sim, fit_edges(sim.data), fit_edges(sim.data, adjust="book")))
+    return out
+
+
+def _coverage(sim, fx):
+    m = fx.summary.merge(sim.true_effects, on=["treatment", "outcome"], how="inner", validate="1:1")
+    return ((m["ci_low"] <= m["coefficient"]) & (m["coefficient"] <= m["ci_high"])).to_numpy()
+
+
+def test_design_default_covers_true_direct_effects_and_book_adjustment_fails(sweep_fits):
+    design, book = [], []
+    for sim, fx, fb in sweep_fits:
+        assert len(fx.summary) == 37 and len(fb.summary) == 37
+        design.extend(_coverage(sim, fx))
+        book.extend(_coverage(sim, fb))
+    assert np.mean(design) >= 0.85, np.mean(design)
+    assert np.mean(book) < 0.75, np.mean(book)
+    # the edges the audit named: capacity is confounded by depth/task/problem under the book's graph
+    missed = 0
+    for sim, fx, fb in sweep_fits:
+        truth = sim.coefficient("capacity", "bias_sq")
+        row = fb.effect("capacity", "bias_sq")
+        missed += not row["ci_low"] <= truth <= row["ci_high"]
+        assert "depth" in fx.effect("capacity", "bias_sq")["adjustment"].split(",")
+    assert missed >= 3
+
+
+def test_design_adjustment_sets_follow_the_declared_interventions(sweep_fits):
+    from causal.design import COMPUTED
+
+    _, fx, _ = sweep_fits[0]
+    cap = fx.effect("capacity", "variance")["adjustment"].split(",")
+    assert {"depth", "task_mnist1d", "problem_regression"} <= set(cap)
+    assert "log2_width" not in cap  # width is capacity's intervention
+    lm = fx.effect("loss_matched", "convergence")["adjustment"].split(",")
+    assert "problem_regression" in lm and "noise_dist_laplace" in lm
+    assert not any(c.startswith("loss_") for c in lm)  # loss is the intervention
+    # a mediator -> mediator edge adjusts for every raw lever, interventions included
+    gc = set(fx.effect("gradient_stability", "convergence")["adjustment"].split(","))
+    assert {"log2_init_scale", "loss_mse", "loss_l1", "depth", "log2_steps", "init_quality"} <= gc
+    assert COMPUTED["init_quality"].intervention == ("init_scale",)
+
+
+def test_diverged_rows_are_excluded_by_default_and_counted(sweep_fits):
+    sim, fx, _ = sweep_fits[0]
+    n_div = int(sim.data["diverged"].sum())
+    assert fx.n_diverged == n_div and fx.config.diverged == "exclude"
+    assert f"{n_div} diverged excluded" in fx.summary_text()
+    assert (fx.summary["n"] <= len(sim.data) - n_div).all()
+    inc = fit_edges(sim.data, diverged="include")
+    assert inc.n_diverged == 0
+    # capped placeholders (implicit_reg 4 at high learning rates) bias the included fit
+    truth = sim.coefficient("log_lr", "implicit_reg")
+    row = inc.effect("log_lr", "implicit_reg")
+    assert not row["ci_low"] <= truth <= row["ci_high"]
+    row = fx.effect("log_lr", "implicit_reg")
+    assert row["ci_low"] - 0.02 <= truth <= row["ci_high"] + 0.02
+    # nulls (variance of diverged runs) are dropped per edge and counted
+    assert (inc.summary.set_index(["treatment", "outcome"]).loc[("capacity", "variance"), "n_null_dropped"]
+            == n_div)
+
+
+def test_a_computed_column_determined_by_its_adjustment_set_is_skipped():
+    from causal.simulate_sweep import simulate_sweep
+
+    d = simulate_sweep(1500, seed=5).data
+    d = d[d["width"] == 32]  # width fixed: capacity is a function of depth, arch, task and problem
+    fx = fit_edges(d)
+    reasons = fx.skipped.set_index(["treatment", "outcome"])["reason"]
+    assert "deterministic function" in reasons[("capacity", "bias_sq")]
+    assert not ((fx.summary["treatment"] == "capacity")).any()
+    assert "constant" in fx.notes["raw lever width"]
+
+
+def test_missing_raw_levers_are_noted_and_dropped_from_the_design():
+    from causal.simulate_sweep import simulate_sweep
+
+    d = simulate_sweep(800, seed=6).data.drop(columns=["depth", "loss"])
+    fx = fit_edges(d)
+    assert "absent" in fx.notes["raw lever depth"] and "absent" in fx.notes["raw lever loss"]
+    assert "depth" not in fx.effect("gradient_stability", "convergence")["adjustment"].split(",")

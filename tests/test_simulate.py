@@ -118,3 +118,42 @@ def test_regime_coefficients_give_opposite_slopes():
         part = d[d["overparameterized"] == flag]
         slope = np.polyfit(part["capacity"], part["variance"], 1)[0]
         assert np.sign(slope) == sign
+
+
+# ---- the sweep-like simulator ---------------------------------------------------------
+def test_sweep_simulator_computes_levers_like_the_generator():
+    from causal.simulate_sweep import simulate_sweep
+
+    a = simulate_sweep(2000, seed=3)
+    pd.testing.assert_frame_equal(a.data, simulate_sweep(2000, seed=3).data)
+    d = a.data
+    assert (d["init_quality"] == -np.abs(np.log2(d["init_scale"]))).all()
+    assert (d.loc[d["problem"] == "regression", "label_smoothing"] == 0).all()
+    assert (d.loc[d["task"] == "mnist1d", "problem"] == "classification").all()
+    assert (d.loc[d["arch"] == "cnn", "task"] == "mnist1d").all()
+    assert (d["batch_size"] <= d["n_train"]).all() and (d["log_batch"] == np.log2(d["batch_size"])).all()
+    assert (d["inductive_bias"].to_numpy() == ((d["arch"] == "cnn") & (d["task"] == "mnist1d")).to_numpy(int)).all()
+    # computed columns are confounded by raw levers: capacity grows with depth
+    assert d["capacity"].corr(d["depth"].astype(float)) > 0.3
+    # diverged runs: a few percent, more at high learning rate, null or capped mediators
+    div = d["diverged"] == 1
+    assert 0.03 < div.mean() < 0.1
+    assert d.loc[div, "log_lr"].mean() > d.loc[~div, "log_lr"].mean()
+    assert d.loc[div, "variance"].isna().all() and (d.loc[div, "convergence"] == -3.0).all()
+    assert d.loc[~div, ["variance", "convergence", "sharpness"]].notna().all().all()
+    assert d.loc[d["task"] == "mnist1d", "deployment_risk"].isna().all()
+
+
+def test_sweep_simulator_truth_and_options():
+    from causal.simulate_sweep import simulate_sweep
+
+    sim = simulate_sweep(200, seed=0, placeholders=False, shift={("capacity", "bias_sq"): 1.0})
+    assert sim.coefficient("capacity", "bias_sq") == pytest.approx(0.4)
+    assert sim.coefficient("residual", "gradient_stability", task="teacher") == 1.0
+    assert sim.coefficient("residual", "gradient_stability") == pytest.approx(0.7)
+    assert sim.data.loc[sim.data["diverged"] == 1, "convergence"].isna().all()
+    assert sim.total_effect("gradient_stability", "generalization") == pytest.approx(0.5 * 0.4)
+    with pytest.raises(ConfigError, match="unknown edge"):
+        simulate_sweep(100, shift={("a", "b"): 1.0})
+    with pytest.raises(ConfigError, match="diverged_fraction"):
+        simulate_sweep(100, diverged_fraction=0.7)
