@@ -68,11 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     c = subparsers.add_parser(
         "check",
-        help="fail when a significant edge flips sign or loses significance against a baseline",
+        help="fail when an edge changed beyond sampling noise against a baseline",
         description=(
-            "Fit every book edge on DATA and compare signs and significance with the baseline FILE. "
-            "Exits 1, printing what changed, when an edge that was significant in the baseline "
-            "flipped sign, lost significance or is missing. --write-baseline creates FILE from DATA."
+            "Fit every book edge on DATA with the baseline's settings and compare with the baseline FILE. "
+            "Exits 1 when a significant edge's new CI lies on the other side of 0, when an estimate moved "
+            "significantly given both standard errors (corrected over edges), or when a significant edge is "
+            "missing; lost or gained significance is a warning. Refuses a baseline made with other settings. "
+            "--write-baseline creates FILE from DATA."
         ),
     )
     c.add_argument("data", metavar="DATA", help="a .parquet file or a sweep directory of shards")
@@ -80,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--alpha", type=float, default=None,
                    help="significance level of p_adjusted (default: the baseline's; 0.05 when writing)")
     c.add_argument("--write-baseline", action="store_true", help="write FILE from DATA instead of checking")
+    c.add_argument("--adjust", choices=("design", "book"), default=None,
+                   help="adjustment (default: the baseline's; 'design' when writing)")
+    c.add_argument("--diverged", choices=("exclude", "include"), default=None,
+                   help="diverged-run policy (default: the baseline's; 'exclude' when writing)")
     c.add_argument("--n-boot", type=int, default=200,
                    help="bootstrap resamples for the sign-stability column (default 200; 0 skips it)")
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -136,7 +142,8 @@ def _check(args: argparse.Namespace) -> int:
 
     if args.write_baseline:
         df = load_runs(args.data)
-        effects = fit_edges(df, alpha=args.alpha if args.alpha is not None else 0.05)
+        effects = fit_edges(df, alpha=args.alpha if args.alpha is not None else 0.05,
+                            adjust=args.adjust or "design", diverged=args.diverged or "exclude")
         path = write_baseline(effects, args.baseline, data=str(args.data))
         n_sig = int((effects.summary["p_adjusted"] < effects.config.alpha).sum())
         print(f"wrote baseline {path}: {len(effects.summary)} edges, {n_sig} significant "
@@ -145,7 +152,13 @@ def _check(args: argparse.Namespace) -> int:
     doc = read_baseline(args.baseline)  # fail on a bad baseline before the slow fit
     df = load_runs(args.data)
     alpha = float(doc["alpha"] if args.alpha is None else args.alpha)
-    effects = fit_edges(df, alpha=alpha)
+    settings = doc.get("settings", {})
+    # the baseline's own settings by default; explicit flags that differ are refused by check_signs
+    effects = fit_edges(df, alpha=alpha, adjust=args.adjust or settings.get("adjust", "design"),
+                        diverged=args.diverged or settings.get("diverged", "exclude"),
+                        method=settings.get("method", "linear"),
+                        se=settings.get("se", "hc3") if settings.get("method", "linear") == "linear" else "hc3",
+                        correction=settings.get("correction", "holm"))
     stability = (bootstrap_sign_stability(df, effects=effects, n_boot=args.n_boot, seed=args.seed)
                  if args.n_boot else None)
     check = check_signs(effects, args.baseline, alpha=alpha, stability=stability)
@@ -156,4 +169,7 @@ def _check(args: argparse.Namespace) -> int:
                           check.failures[["treatment", "outcome", "regime", "status"]].itertuples(index=False))
         print(f"\nFAILED: {len(check.failures)} edge(s) changed: {names}")
         return 1
+    if len(check.warnings):
+        print(f"\nwarning: {len(check.warnings)} edge(s) changed significance only (compare ci_width with "
+              "baseline_ci_width: wider CIs mean lost power, not instability)")
     return 0

@@ -6,7 +6,8 @@ generator (a new lever, a new computed column) is one line here:
 
 * :data:`RAW_LEVERS` — randomized levers that have no node in the book's graph
   (``task``, ``problem``, ``arch``, ``width``, ``depth``, ``loss``,
-  ``init_scale``, ``noise_dist``, ``steps``, ``replicas``, ``full_batch``), how
+  ``init_scale``, ``noise_dist``, ``epochs`` (or ``steps`` in schema 1.0
+  tables), ``replicas``, ``full_batch``), how
   each enters a regression (0/1 contrasts, log2 or as is), and which other raw
   levers the generator resolves it from (``problem`` is forced to
   classification on mnist1d, ``arch`` to mlp on teacher, the loss is picked
@@ -82,12 +83,17 @@ class RawLever:
         it is not observed).
     parents : tuple of str
         Raw levers the generator resolves this one from.
+    superseded_by : str
+        A lever that stands for this one when present (schema 2.0 computes
+        ``steps`` from the drawn ``epochs``, ``n_train`` and batch size; the
+        intervention is the epoch budget, so ``steps`` is not adjusted for).
     """
 
     name: str
     encoding: Encoding
     reference: str = ""
     parents: tuple[str, ...] = ()
+    superseded_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,8 @@ RAW_LEVERS: dict[str, RawLever] = {lv.name: lv for lv in (
     RawLever("loss", "categorical", "cross_entropy", ("problem",)),
     RawLever("init_scale", "log2"),  # signed: init_quality keeps only its magnitude
     RawLever("noise_dist", "categorical", "gaussian", ("problem",)),
-    RawLever("steps", "log2"),
+    RawLever("epochs", "log2"),
+    RawLever("steps", "log2", superseded_by="epochs"),  # randomized in schema 1.0
     RawLever("replicas", "linear"),
     RawLever("full_batch", "linear"),
 )}
@@ -134,6 +141,8 @@ COMPUTED: dict[str, Computed] = {c.column: c for c in (
              "cross-entropy for classes; mse with gaussian, l1 with laplace noise"),
     Computed("init_quality", ("init_scale",), (), "-|log2 init_scale|"),
     Computed("log_batch", ("full_batch",), ("data_quantity",), "log2 batch size, capped at n_train"),
+    Computed("log_lr", (), ("optimizer_momentum", "optimizer_adam"),
+             "log10 lr, drawn on a range per optimizer (schema 2.0)"),
     Computed("label_smoothing", (), ("problem",), "forced to 0 for regression"),
 )}
 
@@ -181,6 +190,10 @@ def encode_design(df: pd.DataFrame) -> DesignEncoding:
     for lv in RAW_LEVERS.values():
         if lv.name not in df.columns:
             notes[lv.name] = "absent from the table: left out of the design (not adjusted for)"
+            continue
+        if lv.superseded_by and lv.superseded_by in df.columns:
+            notes[lv.name] = (f"computed from {lv.superseded_by!r} (and n_train, batch size): "
+                              f"{lv.superseded_by!r} stands for it in the design")
             continue
         s = df[lv.name]
         if s.nunique(dropna=True) < 2:

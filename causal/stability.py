@@ -1,35 +1,51 @@
-"""Sign stability: a baseline file of edge signs, a check against it, bootstrap stability.
+"""The regression gate: a baseline of edge estimates, a check that sampling noise cannot fire.
 
-A CI job keeps a baseline of which book edges were significant and with which
-sign (:func:`write_baseline`), refits on every new sweep and runs
-:func:`check_signs`: the check **fails** when an edge that was significant in
-the baseline flips sign, loses significance, or is missing from the new fit.
+A CI job keeps a baseline fit (:func:`write_baseline`: every edge's estimate,
+standard error, CI, corrected p-value, sign and significance, and the settings
+that made it), refits on every new sweep and runs :func:`check_signs`.
+
+The check **refuses** (:class:`causal.errors.BaselineError`) a fit made with
+other settings than the baseline's — method, adjustment, SE type, correction,
+diverged-row policy, schema version — naming each that differs: such
+estimates are not comparable.
+
+It **fails** only on what a reseed cannot do:
+
+* ``flipped`` — the edge was significant in the baseline and the new CI lies
+  entirely on the other side of 0;
+* ``shifted`` — the two estimates differ significantly given both standard
+  errors: ``z = (new - old) / sqrt(se_new² + se_old²)``, p-values corrected
+  over edges (the fit's correction, Holm by default);
+* ``missing`` — an edge significant in the baseline is not estimated any more.
+
+Lost or gained significance alone (``lost_significance``,
+``newly_significant``) is a **warning**, reported with both CI widths, so lost
+power (a smaller sweep: wider CIs) is told apart from instability.
 :func:`bootstrap_sign_stability` says, per edge, how often the sign survives a
-row resample of one table.
+row resample of one table, refitting exactly the checked model.
 
-Baseline file (JSON)::
+Baseline file (JSON, version 2)::
 
-    {"format": "udl-sign-baseline", "version": 1, "alpha": 0.05,
-     "created": "2025-01-01T00:00:00+00:00", "data": "data/reference",
-     "package_version": "0.1.0",
+    {"format": "udl-sign-baseline", "version": 2, "alpha": 0.05,
+     "settings": {"method": "linear", "adjust": "design", "se": "hc3", "correction": "holm",
+                  "diverged": "exclude", "schema_version": "2.0"},
+     "created": "...", "data": "data/reference", "package_version": "0.1.0",
      "edges": [{"number": 9, "edge": "init_quality→gradient_stability",
                 "treatment": "init_quality", "outcome": "gradient_stability",
-                "estimate": 0.81, "ci_low": 0.7, "ci_high": 0.9, "p_adjusted": 1e-30,
-                "sign": 1, "significant": true}, ...]}
+                "estimate": 0.81, "std_error": 0.05, "ci_low": 0.7, "ci_high": 0.9,
+                "p_adjusted": 1e-30, "sign": 1, "significant": true}, ...]}
 
 Edges are keyed by ``(treatment, outcome)``; edge 2's rows per
-overparameterization regime (``EdgeEffects.moderation``: ``under``, ``over``,
-``interaction``) are kept too, with an extra ``"regime"`` key, so a flip of
-the double-descent sign is caught like any other.
+overparameterization regime (``EdgeEffects.moderation``) carry a ``"regime"``.
 
 Examples
 --------
->>> from causal.simulate import simulate_linear_scm
+>>> from causal.simulate_sweep import simulate_sweep
 >>> from causal.edges import fit_edges
 >>> import tempfile, pathlib
->>> fx = fit_edges(simulate_linear_scm(1500, seed=0).data)
+>>> fx = fit_edges(simulate_sweep(1500, seed=0).data)
 >>> path = write_baseline(fx, pathlib.Path(tempfile.mkdtemp()) / "signs.json")
->>> check_signs(fit_edges(simulate_linear_scm(1500, seed=1).data), path).passed
+>>> check_signs(fit_edges(simulate_sweep(1500, seed=1).data), path).passed
 True
 """
 
@@ -44,17 +60,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from causal._threads import single_threaded
 from causal.errors import BaselineError, ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
 from causal.mediate import bootstrap_counts
-from causal.regression import weighted_ols
+from causal.regression import adjust_pvalues, weighted_ols
 from causal.results import Result
 
 __all__ = [
     "BASELINE_FORMAT",
     "BASELINE_VERSION",
+    "SETTINGS",
     "SignCheck",
     "SignStability",
     "write_baseline",
@@ -64,11 +82,15 @@ __all__ = [
 ]
 
 BASELINE_FORMAT = "udl-sign-baseline"
-BASELINE_VERSION = 1
-_EDGE_KEYS = ("treatment", "outcome", "estimate", "p_adjusted", "sign", "significant")
-_NEEDED = ("treatment", "outcome", "estimate", "p_adjusted")
-#: statuses that fail the check
-FAILING = ("flipped", "lost_significance", "missing")
+BASELINE_VERSION = 2
+#: settings a baseline records and a check must match
+SETTINGS = ("method", "adjust", "se", "correction", "diverged", "schema_version")
+_EDGE_KEYS = ("treatment", "outcome", "estimate", "std_error", "p_adjusted", "sign", "significant")
+_NEEDED = ("treatment", "outcome", "estimate", "std_error", "p_adjusted")
+#: statuses that fail the check (for an edge significant in the baseline; ``shifted`` always)
+FAILING = ("flipped", "shifted", "missing")
+#: statuses reported as warnings
+WARNING = ("lost_significance", "newly_significant")
 
 
 # ---- inputs ---------------------------------------------------------------------------
@@ -104,6 +126,21 @@ def _effects_frame(effects: Any) -> tuple[pd.DataFrame, float | None]:
     return frame, alpha
 
 
+def fit_settings(effects: Any) -> dict[str, Any]:
+    """The settings of a fit that a baseline records (those a summary DataFrame carries)."""
+    from causal.schema import SCHEMA_VERSION
+
+    config = getattr(effects, "config", None)
+    if config is not None:
+        out = {k: getattr(config, k) for k in SETTINGS if hasattr(config, k)}
+        out["schema_version"] = SCHEMA_VERSION
+        if out.get("method") == "dml":
+            out["se"] = "dml_sandwich"
+        return out
+    frame = effects if isinstance(effects, pd.DataFrame) else getattr(effects, "summary", pd.DataFrame())
+    return {k: frame[k].iloc[0] for k in ("method", "adjust", "se") if k in frame.columns and len(frame)}
+
+
 def _key(e: Any) -> tuple[str, str, str]:
     """(treatment, outcome, regime) of a baseline entry (dict) or a summary row (namedtuple)."""
     if isinstance(e, dict):
@@ -117,13 +154,14 @@ def _sign(x: float) -> int:
 
 def write_baseline(effects: Any, path: str | Path, *, alpha: float | None = None,
                    data: str | None = None) -> Path:
-    """Write the sign baseline of ``effects`` to ``path`` (JSON, atomically).
+    """Write the baseline of ``effects`` to ``path`` (JSON, atomically).
 
     Parameters
     ----------
-    effects : EdgeEffects or pandas.DataFrame
-        A fit (or its ``summary``) with ``treatment``, ``outcome``,
-        ``estimate`` and ``p_adjusted``.
+    effects : EdgeEffects
+        A fit; its settings (method, adjust, SE, correction, diverged policy,
+        schema version) are recorded. A summary DataFrame records only the
+        settings its columns carry.
     path : str or Path
     alpha : float, optional
         Significance level for ``p_adjusted``; the fit's own alpha (or 0.05).
@@ -138,8 +176,8 @@ def write_baseline(effects: Any, path: str | Path, *, alpha: float | None = None
     alpha = float(alpha if alpha is not None else fit_alpha if fit_alpha is not None else 0.05)
     edges = []
     for _, row in frame.iterrows():
-        entry = {k: _plain(row[k]) for k in ("number", "edge", "treatment", "outcome", "estimate",
-                                             "ci_low", "ci_high", "p_adjusted") if k in frame.columns}
+        entry = {k: _plain(row[k]) for k in ("number", "edge", "treatment", "outcome", "estimate", "std_error",
+                                             "ci_low", "ci_high", "p_adjusted", "n") if k in frame.columns}
         if row["regime"]:
             entry["regime"] = row["regime"]
         entry["sign"] = _sign(float(row["estimate"]))
@@ -149,6 +187,7 @@ def write_baseline(effects: Any, path: str | Path, *, alpha: float | None = None
 
     doc = {
         "format": BASELINE_FORMAT, "version": BASELINE_VERSION, "alpha": alpha,
+        "settings": {k: _plain(v) for k, v in fit_settings(effects).items()},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data": data, "package_version": __version__, "edges": edges,
     }
@@ -196,8 +235,9 @@ def validate_baseline(doc: Any, *, source: str = "baseline") -> dict[str, Any]:
         raise BaselineError(f"{where} has format {doc.get('format')!r}; expected {BASELINE_FORMAT!r}")
     if doc.get("version") != BASELINE_VERSION:
         raise BaselineError(f"{where} has version {doc.get('version')!r}; this package reads version "
-                            f"{BASELINE_VERSION}. Regenerate the baseline with this version")
-    for key in ("alpha", "edges"):
+                            f"{BASELINE_VERSION} (estimates, standard errors and the fit's settings). Regenerate "
+                            "it: `udl check DATA --baseline FILE --write-baseline`")
+    for key in ("alpha", "edges", "settings"):
         if key not in doc:
             raise BaselineError(f"{where} lacks the key {key!r}")
     if not isinstance(doc["edges"], list):
@@ -213,33 +253,51 @@ def validate_baseline(doc: Any, *, source: str = "baseline") -> dict[str, Any]:
     return doc
 
 
+def _compare_settings(doc: dict[str, Any], effects: Any, source: str) -> None:
+    mine = fit_settings(effects)
+    theirs = doc.get("settings") or {}
+    differ = [f"{k}: baseline {theirs[k]!r}, this fit {mine[k]!r}"
+              for k in SETTINGS if k in mine and k in theirs and mine[k] != theirs[k]]
+    if differ:
+        raise BaselineError(
+            f"baseline {source!r} was made with other settings, so its estimates are not comparable: "
+            + "; ".join(differ)
+            + ". Refit with the baseline's settings (e.g. fit_edges(..., adjust=...)) or write a new baseline "
+            "(`udl check DATA --baseline FILE --write-baseline`)"
+        )
+
+
 # ---- results ---------------------------------------------------------------------------
 @dataclass(frozen=True, repr=False)
 class SignCheck(Result):
-    """A new fit compared with a sign baseline.
+    """A new fit compared with a baseline.
 
     Attributes
     ----------
     summary : pandas.DataFrame
         One row per edge: ``number``, ``edge``, ``treatment``, ``outcome``,
-        ``regime`` (``under``/``over``/``interaction`` for edge 2's
-        moderation rows, else empty), ``baseline_estimate``,
-        ``baseline_sign``, ``baseline_significant``,
-        ``estimate``, ``sign``, ``p_adjusted``, ``significant``, ``status``
-        (``stable``, ``flipped``, ``lost_significance``, ``missing``,
-        ``newly_significant``, ``not_significant``, ``not_in_baseline``),
-        ``failed``; and ``same_sign`` (bootstrap fraction) when a
-        :class:`SignStability` was given.
+        ``regime``, ``baseline_estimate``, ``baseline_std_error``,
+        ``baseline_sign``, ``baseline_significant``, ``baseline_ci_width``,
+        ``estimate``, ``std_error``, ``ci_low``, ``ci_high``, ``ci_width``,
+        ``sign``, ``p_adjusted``, ``significant``, ``diff_z``, ``diff_p``,
+        ``diff_p_adjusted`` (the difference test, corrected over edges),
+        ``status`` (``stable``, ``not_significant``, ``flipped``, ``shifted``,
+        ``missing``, ``lost_significance``, ``newly_significant``,
+        ``not_in_baseline``), ``failed``, ``warning``; ``same_sign``
+        (bootstrap fraction) when a :class:`SignStability` was given.
     alpha : float
     source : str
         Where the baseline came from.
+    settings : dict
+        The settings both fits share.
     """
 
     summary: pd.DataFrame
     alpha: float
     source: str
+    settings: dict | None = None
 
-    title: ClassVar[str] = "Sign check against the baseline"
+    title: ClassVar[str] = "Regression gate against the baseline"
 
     @property
     def passed(self) -> bool:
@@ -250,6 +308,11 @@ class SignCheck(Result):
         return self.summary[self.summary["failed"]].reset_index(drop=True)
 
     @property
+    def warnings(self) -> pd.DataFrame:
+        """Lost or gained significance: not failures; compare the CI widths."""
+        return self.summary[self.summary["warning"]].reset_index(drop=True)
+
+    @property
     def changes(self) -> pd.DataFrame:
         """Edges whose status is anything but ``stable``/``not_significant``."""
         keep = ~self.summary["status"].isin(("stable", "not_significant"))
@@ -257,12 +320,15 @@ class SignCheck(Result):
 
     def _info(self) -> dict[str, Any]:
         counts = self.summary["status"].value_counts()
-        return {"baseline": self.source, "alpha": self.alpha, "result": "PASSED" if self.passed else "FAILED",
+        info = {"baseline": self.source, "alpha": self.alpha, "result": "PASSED" if self.passed else "FAILED",
                 "statuses": ", ".join(f"{k} {int(v)}" for k, v in counts.items())}
+        if self.settings:
+            info["settings"] = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        return info
 
     def _display_frame(self) -> pd.DataFrame:
-        cols = ["number", "treatment", "outcome", "regime", "baseline_sign", "baseline_significant", "sign",
-                "significant", "p_adjusted", "status", "same_sign"]
+        cols = ["number", "treatment", "outcome", "regime", "baseline_estimate", "estimate", "baseline_ci_width",
+                "ci_width", "diff_p_adjusted", "status", "failed", "same_sign"]
         return self.changes[[c for c in cols if c in self.summary.columns]]
 
     def summary_text(self, *, decimals: int = 3) -> str:
@@ -293,75 +359,108 @@ class SignStability(Result):
 
 
 # ---- the check ---------------------------------------------------------------------------
-def _status(b_sig: bool, b_sign: int, present: bool, sig: bool, sign: int) -> str:
-    if not present:
-        return "missing"
-    if b_sig:
-        if not sig:
-            return "lost_significance"
-        return "stable" if sign == b_sign else "flipped"
-    return "newly_significant" if sig else "not_significant"
+def _num(r: Any, name: str) -> float:
+    v = getattr(r, name, np.nan) if r is not None else np.nan
+    return float(v) if v is not None and not pd.isna(v) else np.nan
 
 
 def check_signs(effects: Any, baseline: str | Path | dict[str, Any], *, alpha: float | None = None,
                 stability: SignStability | None = None) -> SignCheck:
-    """Compare a new fit with a sign baseline.
+    """Compare a new fit with a baseline (see the module docstring for the rules).
 
     Parameters
     ----------
     effects : EdgeEffects or pandas.DataFrame
-        The new fit (or its ``summary``).
+        The new fit (or its ``summary``: then only the settings its columns
+        carry are compared).
     baseline : str, Path or dict
         A baseline file (see :func:`read_baseline`) or its parsed content.
     alpha : float, optional
-        Significance level for the new fit's ``p_adjusted``; the baseline's alpha by default.
+        Significance level (new fit's ``p_adjusted``, the difference test);
+        the baseline's alpha by default.
     stability : SignStability, optional
         Adds its ``same_sign`` fraction as a column.
 
     Returns
     -------
     SignCheck
-        ``passed`` is False when a baseline-significant edge flipped sign,
-        lost significance, or is missing from the new fit.
+        ``passed`` is False when an edge ``flipped``, ``shifted`` or went
+        ``missing``.
+
+    Raises
+    ------
+    BaselineError
+        The baseline was made with other settings (each difference is named).
     """
     if isinstance(baseline, dict):
         doc, source = validate_baseline(baseline), "(dict)"
     else:
         doc, source = read_baseline(baseline), str(baseline)
+    _compare_settings(doc, effects, source)
     alpha = float(doc["alpha"] if alpha is None else alpha)
     frame, _ = _effects_frame(effects)
+    correction = getattr(getattr(effects, "config", None), "correction", None) or doc["settings"].get(
+        "correction", "holm")
     new = {_key(r): r for r in frame.itertuples(index=False)}
     rows = []
     for e in doc["edges"]:
         key = _key(e)
         r = new.get(key)
-        est = float(r.estimate) if r is not None else np.nan
-        p = float(r.p_adjusted) if r is not None else np.nan
-        sig, sign = bool(p < alpha), _sign(est)
-        status = _status(bool(e["significant"]), int(e["sign"]), r is not None, sig, sign)
+        est, se, p = _num(r, "estimate"), _num(r, "std_error"), _num(r, "p_adjusted")
+        lo, hi = _num(r, "ci_low"), _num(r, "ci_high")
+        b_est, b_se = float(e["estimate"] if e["estimate"] is not None else np.nan), float(e["std_error"] or np.nan)
+        b_lo, b_hi = float(e.get("ci_low") or np.nan), float(e.get("ci_high") or np.nan)
+        z = (est - b_est) / np.sqrt(se**2 + b_se**2) if r is not None else np.nan
         rows.append({
             "number": e.get("number", getattr(r, "number", None)), "edge": e.get("edge", getattr(r, "edge", None)),
             "treatment": key[0], "outcome": key[1], "regime": key[2],
-            "baseline_estimate": e["estimate"], "baseline_sign": int(e["sign"]),
-            "baseline_significant": bool(e["significant"]),
-            "estimate": est, "sign": sign, "p_adjusted": p, "significant": sig if r is not None else False,
-            "status": status, "failed": status in FAILING and bool(e["significant"]),
+            "baseline_estimate": b_est, "baseline_std_error": b_se, "baseline_sign": int(e["sign"]),
+            "baseline_significant": bool(e["significant"]), "baseline_ci_width": b_hi - b_lo,
+            "estimate": est, "std_error": se, "ci_low": lo, "ci_high": hi, "ci_width": hi - lo,
+            "sign": _sign(est), "p_adjusted": p, "significant": bool(p < alpha) if r is not None else False,
+            "present": r is not None, "in_baseline": True, "diff_z": z,
+            "diff_p": float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else np.nan,
         })
     known = {_key(e) for e in doc["edges"]}
     for key, r in new.items():
         if key not in known:
-            p = float(r.p_adjusted)
+            est, p = float(r.estimate), float(r.p_adjusted)
+            lo, hi = _num(r, "ci_low"), _num(r, "ci_high")
             rows.append({"number": getattr(r, "number", None), "edge": getattr(r, "edge", None),
                          "treatment": key[0], "outcome": key[1], "regime": key[2], "baseline_estimate": np.nan,
-                         "baseline_sign": 0, "baseline_significant": False, "estimate": float(r.estimate),
-                         "sign": _sign(float(r.estimate)), "p_adjusted": p, "significant": bool(p < alpha),
-                         "status": "not_in_baseline", "failed": False})
+                         "baseline_std_error": np.nan, "baseline_sign": 0, "baseline_significant": False,
+                         "baseline_ci_width": np.nan, "estimate": est, "std_error": _num(r, "std_error"),
+                         "ci_low": lo, "ci_high": hi, "ci_width": hi - lo, "sign": _sign(est), "p_adjusted": p,
+                         "significant": bool(p < alpha), "present": True, "in_baseline": False,
+                         "diff_z": np.nan, "diff_p": np.nan})
     summary = pd.DataFrame(rows)
+    summary["diff_p_adjusted"] = adjust_pvalues(summary["diff_p"].to_numpy(float), correction)
+    statuses, failed = [], []
+    for r in summary.itertuples(index=False):
+        if not r.in_baseline:
+            status = "not_in_baseline"
+        elif not r.present:
+            status = "missing"
+        elif r.baseline_significant and r.baseline_sign * r.ci_high < 0 and r.baseline_sign * r.ci_low < 0:
+            status = "flipped"  # the whole new CI lies on the other side of 0
+        elif r.diff_p_adjusted < alpha:
+            status = "shifted"
+        elif r.baseline_significant != r.significant:
+            status = "lost_significance" if r.baseline_significant else "newly_significant"
+        else:
+            status = "stable" if r.significant else "not_significant"
+        statuses.append(status)
+        failed.append(status in ("flipped", "shifted") or (status == "missing" and r.baseline_significant))
+    summary["status"] = statuses
+    summary["failed"] = failed
+    summary["warning"] = summary["status"].isin(WARNING)
+    summary = summary.drop(columns=["present", "in_baseline"])
     if stability is not None:
         frac = stability.summary.set_index(["treatment", "outcome"])["same_sign"]
         summary["same_sign"] = [frac.get((t, o), np.nan) if not r else np.nan
                                 for t, o, r in zip(summary["treatment"], summary["outcome"], summary["regime"])]
-    return SignCheck(summary, alpha, source)
+    shared = {k: v for k, v in fit_settings(effects).items()}
+    return SignCheck(summary, alpha, source, shared)
 
 
 # ---- bootstrap sign stability -------------------------------------------------------------
