@@ -154,6 +154,12 @@ class EdgeEffects(Result):
         Diverged rows excluded before fitting (``config.diverged``).
     notes : dict
         Levers left out of the design and why (absent, constant).
+    by : str or None
+        With ``fit_edges(..., by=COLUMN)`` (:mod:`causal.strata`): the
+        summary is the pooled fit on within-stratum standardized columns,
+        ``strata`` holds one row per (stratum, edge) in each stratum's own
+        units, ``heterogeneity`` one row per edge (standardized effect per
+        stratum, Cochran's ``q``/``q_p``, ``sign_differs``).
     """
 
     summary: pd.DataFrame
@@ -164,6 +170,9 @@ class EdgeEffects(Result):
     n_rows: int
     n_diverged: int = 0
     notes: dict = field(default_factory=dict)
+    by: str | None = None
+    strata: pd.DataFrame | None = None
+    heterogeneity: pd.DataFrame | None = None
 
     title: ClassVar[str] = "Direct effects of the book's edges"
     display_columns: ClassVar[tuple[str, ...]] = (
@@ -180,6 +189,7 @@ class EdgeEffects(Result):
             "rows": f"{self.n_rows} ({self.n_diverged} diverged excluded)" if self.config.diverged == "exclude"
             else f"{self.n_rows} (diverged included)",
             "edges": f"{len(self.summary)} estimated, {len(self.skipped)} skipped",
+            **({"by": f"{self.by} (pooled: within-stratum standardized)"} if self.by else {}),
             "verdicts": ", ".join(f"{k} {int(counts.get(k, 0))}" for k in ("supports", "contradicts", "inconclusive")),
         }
 
@@ -189,6 +199,11 @@ class EdgeEffects(Result):
         out = super().to_dict()
         out["config"] = json_safe(asdict(self.config))
         out["n_rows"], out["n_diverged"], out["notes"] = self.n_rows, self.n_diverged, json_safe(self.notes)
+        if self.by is not None:
+            out["by"] = self.by
+            for name in ("strata", "heterogeneity"):
+                frame = getattr(self, name)
+                out[name] = json_safe(frame.astype(object).where(frame.notna(), None).to_dict("records"))
         out["skipped"] = json_safe(self.skipped.astype(object).where(self.skipped.notna(), None).to_dict("records"))
         out["moderation"] = json_safe(
             self.moderation.astype(object).where(self.moderation.notna(), None).to_dict("records")
@@ -205,6 +220,10 @@ class EdgeEffects(Result):
             text += format_table(self.moderation[cols], decimals=decimals)
         if len(self.skipped):
             text += "\n\nSkipped edges\n" + format_table(self.skipped[["number", "treatment", "outcome", "reason"]])
+        if self.heterogeneity is not None and len(self.heterogeneity):
+            het = self.heterogeneity[self.heterogeneity["sign_differs"] | (self.heterogeneity["q_p"] < self.config.alpha)]
+            text += (f"\n\nEdges that differ across {self.by} (pooled estimates above are in within-{self.by} sd "
+                     "units)\n" + format_table(het, decimals=decimals))
         return text
 
     def effect(self, treatment: str, outcome: str) -> pd.Series:
@@ -339,6 +358,7 @@ def fit_edges(
     standardize: bool = True,
     se: StdErr = "hc3",
     refute_simulations: int = 20,
+    by: str | None = None,
 ) -> EdgeEffects:
     """Estimate the direct effect of every column edge of ``graph`` in ``df``.
 
@@ -367,6 +387,9 @@ def fit_edges(
         Report ``std_effect`` (else NaN) and plot it in forest plots.
     se : {'hc3', 'hc1', 'classical'}
         Standard errors of the linear method (:func:`causal.regression.ols`).
+    by : str, optional
+        A categorical column (e.g. ``'task'``): per-stratum fits and a pooled
+        fit on within-stratum standardized columns (:mod:`causal.strata`).
 
     Returns
     -------
@@ -382,6 +405,12 @@ def fit_edges(
     from causal import _dowhy
     from causal.prepare import prepare, usable
 
+    if by is not None:
+        from causal.strata import fit_by
+
+        return fit_by(df, by, graph=graph, method=method, adjust=adjust, alpha=alpha, correction=correction,
+                      diverged=diverged, refute=refute, seed=seed, standardize=standardize, se=se,
+                      refute_simulations=refute_simulations)
     config = FitConfig(method, adjust, alpha, correction, refute, seed, standardize, se, refute_simulations,
                        diverged)
     prep = prepare(df, graph, adjust=adjust, diverged=diverged, who="fit_edges")

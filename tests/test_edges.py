@@ -315,3 +315,26 @@ def test_missing_raw_levers_are_noted_and_dropped_from_the_design():
     fx = fit_edges(d)
     assert "absent" in fx.notes["raw lever depth"] and "absent" in fx.notes["raw lever loss"]
     assert "depth" not in fx.effect("gradient_stability", "convergence")["adjustment"].split(",")
+
+
+def test_by_task_gives_per_stratum_effects_pooled_without_mixing_units_and_flags_sign_changes():
+    from causal.simulate_sweep import simulate_sweep
+
+    sim = simulate_sweep(4000, seed=8)
+    fx = fit_edges(sim.data, by="task")
+    assert fx.by == "task" and set(fx.strata["stratum"]) == {"teacher", "mnist1d"}
+    s = fx.strata.set_index(["stratum", "treatment", "outcome"])
+    for task in ("teacher", "mnist1d"):
+        for edge in (("residual", "gradient_stability"), ("normalization_batch", "sharpness")):
+            row = s.loc[(task, *edge)]
+            assert row["ci_low"] <= sim.coefficient(*edge, task=task) <= row["ci_high"]
+    het = fx.heterogeneity.set_index(["treatment", "outcome"])
+    assert het.loc[("normalization_batch", "sharpness"), "sign_differs"]
+    assert not het.loc[("capacity", "bias_sq"), "sign_differs"]
+    assert het.loc[("residual", "gradient_stability"), "q_p"] < 1e-6
+    # pooled on within-task standardized columns: generalization's units never mix
+    pooled = fx.effect("variance", "generalization")
+    assert -1 < pooled["estimate"] < 0 and pooled["std_effect"] == pytest.approx(pooled["estimate"], rel=0.05)
+    assert "heterogeneity" in fx.to_dict() and len(fx.to_dict()["strata"]) == len(fx.strata)
+    with pytest.raises(SchemaError, match="by='nope'"):
+        fit_edges(sim.data, by="nope")
