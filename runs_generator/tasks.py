@@ -55,7 +55,7 @@ __all__ = [
     "MINORITY_GROUPS",
 ]
 
-TEACHER_DIM = 16  # input dimensions of the teacher task
+TEACHER_DIM = 8  # input dimensions of the teacher task (16 capped zero-noise accuracy at 0.82 with 4,000 examples)
 TEACHER_HIDDEN = 64  # hidden units of the teacher network
 TEACHER_CLASSES = 4  # classes of the teacher classification problem
 TEACHER_SHIFT = 2.0  # minority mean shift (in input std units) along one direction
@@ -199,7 +199,7 @@ def make_task_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
         (K, n_train, 1) float32; ``x_val``/``y_val`` with ``N_VAL`` examples per
         replica; the in-distribution ``x_test`` (n_test, *in), clean ``y_test``,
         ``y_test_noisy``; the group-balanced ``x_groups``, ``y_groups`` and
-        ``groups`` (0 majority, 1 minority). ``in`` is (16,) for teacher and
+        ``groups`` (0 majority, 1 minority). ``in`` is (TEACHER_DIM,) = (8,) for teacher and
         (40,) for mnist1d.
 
     Examples

@@ -24,7 +24,7 @@ from runs_generator.levers import (
 S = LARGE_SPACE
 
 
-def _frame(configs) -> pd.DataFrame:
+def _frame(configs, space=S) -> pd.DataFrame:
     rows = []
     for c in configs:
         rows.append({
@@ -36,7 +36,7 @@ def _frame(configs) -> pd.DataFrame:
             "optimizer_momentum": c.optimizer == "momentum",
             # the lr lever's own draw: its position in the optimizer's range (log_lr itself depends on the
             # optimizer by design)
-            "lr": np.log10(c.lr / S.lr_range(c.optimizer)[0]) / np.log10(np.divide(*S.lr_range(c.optimizer)[::-1])),
+            "lr": np.log10(c.lr / space.lr_range(c.optimizer)[0]) / np.log10(np.divide(*space.lr_range(c.optimizer)[::-1])),
             "batch": np.log2(c.batch_size) if c.batch_size else 8.0,
             "full_batch": c.batch_size is None,
             "weight_decay": c.weight_decay > 0,
@@ -62,10 +62,13 @@ def test_same_seed_same_configs_and_different_seed_differs(seed):
     assert [c.run_index for c in a] == list(range(50))
 
 
+@pytest.mark.parametrize("space", ["small", "large"])
 @pytest.mark.parametrize("seed", [1, 99])
-def test_levers_are_pairwise_uncorrelated(seed):
+def test_levers_are_pairwise_uncorrelated(seed, space):
     n = 3000
-    df = _frame(S.draw_all(seed, n))
+    df = _frame(get_space(space).draw_all(seed, n), get_space(space))
+    if space == "large":  # no full-batch option there
+        df = df.drop(columns=["full_batch"])
     corr = df.corr().to_numpy()
     bound = 4 / np.sqrt(n)
     off = [(df.columns[i], df.columns[j], corr[i, j]) for i, j in itertools.combinations(range(len(df.columns)), 2)
@@ -182,7 +185,7 @@ def test_spaces_by_name_and_their_ranges():
         get_space("huge")
     small, large = SMALL_SPACE.draw_all(0, 400), LARGE_SPACE.draw_all(0, 400)
     assert max(c.n_train for c in small) <= 256 and max(c.n_train for c in large) == 4000
-    assert max(c.width for c in large) > max(c.width for c in small)
+    assert min(c.n_train for c in small + large) >= 64  # every run's Hessian subsample has the same size (64)
     assert {sp.name for sp in SPACES.values()} == {"small", "large"}
 
 
@@ -191,13 +194,14 @@ def test_capacity_crosses_the_interpolation_threshold_for_every_arch_and_task(sp
     """Both regimes (params below and above n_train x outputs) occur for every (task, arch)."""
     from runs_generator._modelset import arch_spec
     from runs_generator.models import count_params
+    from runs_generator import tasks
     from runs_generator.spec import TaskData
 
     sp = get_space(space)
     seen: dict[tuple, set] = {}
     for c in sp.draw_all(1, 2000):
         n_out = 10 if c.task == "mnist1d" else (4 if c.problem == "classification" else 1)
-        shape = (40,) if c.task == "mnist1d" else (16,)
+        shape = (40,) if c.task == "mnist1d" else (tasks.TEACHER_DIM,)
         x = np.zeros((1, *shape), np.float32)
         data = TaskData(c.problem, n_out, x[None], x[None], x[None], x[None], x, x, x)
         over = count_params(arch_spec(c, data)) > c.n_train * n_out

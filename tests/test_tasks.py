@@ -19,8 +19,8 @@ def test_teacher_regression_noise_is_relative_to_signal_std(seed):
     for dist in ("gaussian", "laplace"):
         c = _cfg(seed, task="teacher", problem="regression", noise=0.3, noise_dist=dist, n_train=1024)
         d = make_task_data(c, sweep_seed=seed)
-        assert d.x_train.shape == (4, 1024, 16) and d.y_train.shape == (4, 1024, 1)
-        assert d.x_val.shape == (4, N_VAL, 16) and d.x_train.dtype == np.float32
+        assert d.x_train.shape == (4, 1024, tasks.TEACHER_DIM) and d.y_train.shape == (4, 1024, 1)
+        assert d.x_val.shape == (4, N_VAL, tasks.TEACHER_DIM) and d.x_train.dtype == np.float32
         resid = (d.y_test_noisy - d.y_test).ravel()
         assert resid.std() == pytest.approx(0.3, rel=0.1)
         kurt = np.mean(resid**4) / np.mean(resid**2) ** 2
@@ -51,7 +51,7 @@ def test_subgroups_minority_share_and_shift():
     # in-distribution: the minority share of training; train and test inputs have the same mean shift
     direction = tasks._teacher(2, "regression")["shift"] / tasks.TEACHER_SHIFT
     frac_test = float((d.x_test @ direction).mean()) / tasks.TEACHER_SHIFT
-    frac_train = float((d.x_train.reshape(-1, 16) @ direction).mean()) / tasks.TEACHER_SHIFT
+    frac_train = float((d.x_train.reshape(-1, tasks.TEACHER_DIM) @ direction).mean()) / tasks.TEACHER_SHIFT
     assert frac_test == pytest.approx(tasks.MINORITY_TRAIN, abs=0.05)
     assert frac_train == pytest.approx(tasks.MINORITY_TRAIN, abs=0.05)
     assert not any(np.array_equal(d.x_test[0], row) for row in d.x_groups)  # two different sets
