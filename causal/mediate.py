@@ -1,27 +1,38 @@
-"""Path-specific effects in the fitted linear SEM of the book's graph.
+"""Path-specific effects in a linear SEM of the book's graph plus the design.
 
-The column-level graph is fitted as a linear structural equation model: every
-node with parents is regressed (OLS with intercept) on its graph parents that
-are present in the table. In that model
+Rows and graph come from :func:`causal.prepare.prepare`, as for
+``fit_edges``: diverged runs excluded by default (``diverged``), the design
+graph by default (``adjust="design"``; ``"book"`` for the book's graph alone),
+missing columns marginalized by the same latent projection (a path with an
+edge that a missing column confounds is skipped with the reason).
 
-* the **path-specific** (indirect) effect of a directed chain
-  ``a -> m1 -> ... -> y`` is the product of its edge coefficients;
-* the **total** effect of ``a`` on ``y`` is the sum of those products over
-  every directed path, i.e. ``[(I - B)^-1]_{a,y}`` for the coefficient matrix
-  ``B``;
-* the **direct** effect is the coefficient of the edge ``a -> y`` (0 when the
-  graph has none) and **other_indirect** = total - path-specific - direct.
+Every mediator/outcome node is regressed (OLS, :func:`causal.regression.ols`)
+on its parents in that graph — under the design, every randomized lever and
+raw lever besides its book parents — so each path coefficient is the direct
+effect ``fit_edges`` identifies for a lever → mediator edge. Then
 
-Confidence intervals are percentile bootstrap intervals over row resamples.
-Every node's regression is solved for every resample at once (the resample
-counts times row-wise outer products is one matrix product), and one set of
-resamples is shared by all nodes and all paths, so products of coefficients
-keep their joint sampling distribution and many paths cost little more than
-one.
+* the **path-specific** effect of ``a -> m1 -> ... -> y`` is the product of its
+  coefficients;
+* the **direct** effect is the coefficient of the book edge ``a -> y`` (0 when
+  the book has none);
+* **book_paths** is the sum of the products over every book path from ``a`` to ``y``;
+* the **total** effect of a randomized source is estimated directly: ``y``
+  regressed on ``a`` and the other randomized columns that are not its
+  descendants (nor its own intervention levers). For a mediator source, which
+  is not randomized, it is the SEM's implied total ``[(I - B)^-1]_{a,y}``;
+* **other_indirect** = total − path − direct and **unexplained** = total −
+  book_paths: effects along paths the book lacks.
+
+All CIs and p-values come from one nonparametric bootstrap over rows, shared by
+every node, path and total (so products keep their joint distribution):
+``ci_low``/``ci_high`` are estimate ± z·(bootstrap sd) and ``p_value`` the
+matching z-test, so a CI excludes 0 exactly when p < alpha; the percentile
+interval is given beside them. Every node's regression is solved for every
+resample at once (:func:`causal.regression.weighted_ols`).
 
 DoWhy's ``mediation.two_stage_regression`` handles one mediator and chooses it
 itself (in hash order), so the chains of the book are done here; the tests
-cross-check single-mediator paths against ``statsmodels``.
+cross-check single-mediator paths against DoWhy and ``statsmodels``.
 
 Examples
 --------
@@ -29,13 +40,13 @@ Examples
 >>> sim = simulate_linear_scm(2000, seed=0)
 >>> res = mediation(sim.data, "residual -> gradient_stability -> convergence -> generalization", n_boot=100)
 >>> list(res.summary["effect"])
-['path_specific', 'direct', 'other_indirect', 'total']
+['path_specific', 'direct', 'other_indirect', 'book_paths', 'total', 'unexplained']
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 import networkx as nx
@@ -132,15 +143,17 @@ class LinearSEM:
     Attributes
     ----------
     nodes : tuple of str
-        Column-level nodes, the index order of the matrices.
+        Regression columns, the index order of the matrices.
     coef : (k, k) array
-        ``coef[i, j]`` is the coefficient of edge ``nodes[i] -> nodes[j]`` (0 if none).
+        ``coef[i, j]`` is the coefficient of ``nodes[i]`` in the equation of
+        ``nodes[j]`` (0 if it is not a regressor there).
     std_error : (k, k) array
-        HC3 standard errors of ``coef`` from :func:`causal.regression.ols` (NaN where no edge).
+        HC3 standard errors of ``coef`` from :func:`causal.regression.ols` (NaN where none).
     boot : (n_boot, k, k) array
         The same coefficients in each bootstrap resample.
-    graph : networkx.DiGraph
-        The fitted graph (present, usable columns only).
+    totals : dict of (str, str) -> (float, (n_boot,) array)
+        Directly estimated total effects (one regression each) on the same
+        rows and resamples.
     n : int
         Complete rows used.
     """
@@ -149,7 +162,7 @@ class LinearSEM:
     coef: np.ndarray
     std_error: np.ndarray
     boot: np.ndarray
-    graph: nx.DiGraph
+    totals: dict
     n: int
 
     def index(self, node: str) -> int:
@@ -161,35 +174,44 @@ class LinearSEM:
         return np.linalg.inv(eye - self.coef) - eye, np.linalg.inv(eye - self.boot) - eye
 
     @classmethod
-    def fit(cls, data: pd.DataFrame, graph: nx.DiGraph, *, n_boot: int, seed: int) -> LinearSEM:
-        """Fit every node of ``graph`` on its parents; ``data`` must be complete and numeric."""
-        nodes = tuple(graph.nodes)
+    def fit(cls, data: pd.DataFrame, equations: dict[str, list[str]], *, n_boot: int, seed: int,
+            totals: dict[tuple[str, str], list[str]] | None = None) -> LinearSEM:
+        """Fit each ``column: regressors`` equation; ``data`` must be complete and numeric.
+
+        ``totals`` maps ``(source, target)`` to the columns adjusted for in a
+        direct regression of ``target`` on ``source`` (the randomized total effect).
+        """
+        totals = dict(totals or {})
+        nodes = tuple(dict.fromkeys([*equations, *(c for r in equations.values() for c in r)]))
         k, n = len(nodes), len(data)
         pos = {v: i for i, v in enumerate(nodes)}
         values = data[list(nodes)].to_numpy(dtype="float64")
         coef = np.zeros((k, k))
         se = np.full((k, k), np.nan)
-        fitted = [v for v in nodes if graph.in_degree(v) > 0]
-        parents = {v: [pos[u] for u in graph.predecessors(v)] for v in fitted}
-        for v in fitted:
-            fit = ols(values[:, pos[v]], values[:, parents[v]], se=DEFAULT_SE)
-            coef[parents[v], pos[v]] = fit.params
-            se[parents[v], pos[v]] = fit.std_error
+        parents = {v: [pos[u] for u in regs] for v, regs in equations.items() if regs}
+        for v, idx in parents.items():
+            fit = ols(values[:, pos[v]], values[:, idx], se=DEFAULT_SE)
+            coef[idx, pos[v]] = fit.params
+            se[idx, pos[v]] = fit.std_error
+        tot_x = {key: data[[key[0], *adj]].to_numpy(dtype="float64") for key, adj in totals.items()}
+        tot_y = {key: data[key[1]].to_numpy(dtype="float64") for key in totals}
+        tot = {key: (float(weighted_ols(tot_x[key], tot_y[key], np.ones((1, n)))[0, 0]), np.zeros(n_boot))
+               for key in totals}
         boot = np.zeros((n_boot, k, k))
         rng = np.random.default_rng(seed)  # seeded right before the stochastic step
         start = 0
         for counts in bootstrap_counts(n, n_boot, rng):
             stop = start + counts.shape[0]
-            for v in fitted:
-                boot[start:stop, parents[v], pos[v]] = weighted_ols(
-                    values[:, parents[v]], values[:, pos[v]], counts
-                )
+            for v, idx in parents.items():
+                boot[start:stop, idx, pos[v]] = weighted_ols(values[:, idx], values[:, pos[v]], counts)
+            for key in totals:
+                tot[key][1][start:stop] = weighted_ols(tot_x[key], tot_y[key], counts)[:, 0]
             start = stop
-        return cls(nodes, coef, se, boot, graph, n)
+        return cls(nodes, coef, se, boot, tot, n)
 
 
 # ---- results ------------------------------------------------------------------------
-_EFFECTS = ("path_specific", "direct", "other_indirect", "total")
+_EFFECTS = ("path_specific", "direct", "other_indirect", "book_paths", "total", "unexplained")
 
 
 @dataclass(frozen=True, repr=False)
@@ -200,13 +222,18 @@ class MediationResult(Result):
     ----------
     path : tuple of str
     summary : pandas.DataFrame
-        One row per effect (``path_specific``, ``direct``, ``other_indirect``,
-        ``total``): ``estimate``, ``std_error`` (bootstrap sd), ``ci_low``,
-        ``ci_high``, ``p_value``, ``p_method`` (``delta``: the multivariate
-        delta method for the product of coefficients, Sobel's test for one
-        mediator; ``ols``: the direct edge's t-test; ``bootstrap_z``:
-        estimate / bootstrap sd against a normal; ``none``: the graph has no
-        direct edge, so the effect is 0 by assumption), ``n``.
+        One row per effect: ``path_specific`` (product of the path's
+        coefficients), ``direct`` (the source → target edge, 0 when the book
+        has none), ``other_indirect`` (total − path − direct), ``book_paths``
+        (sum over every book path from source to target), ``total`` (for a
+        randomized source its total effect estimated directly: the target
+        regressed on the source and the other randomized columns; for a
+        mediator source the SEM's implied total) and ``unexplained`` (total −
+        book_paths: effects through paths the book lacks). Columns
+        ``estimate``, ``std_error`` (bootstrap sd), ``ci_low``/``ci_high``
+        (estimate ± z·sd), ``p_value`` (the matching z-test: CI and p-value
+        come from the same bootstrap and agree), ``pct_low``/``pct_high``
+        (percentile interval), ``method``, ``n``.
     edges : pandas.DataFrame
         The path's edge coefficients with bootstrap CIs.
     omitted : dict
@@ -221,12 +248,17 @@ class MediationResult(Result):
     alpha: float
     seed: int
     omitted: dict[str, str] = field(default_factory=dict)
+    adjust: str = "design"
+    diverged: str = "exclude"
+    n_diverged: int = 0
 
-    title: ClassVar[str] = "Mediation (linear SEM, percentile bootstrap)"
+    title: ClassVar[str] = "Mediation (linear SEM, bootstrap)"
 
     def _info(self) -> dict[str, Any]:
-        info = {"path": " -> ".join(self.path), "rows": self.n, "n_boot": self.n_boot,
-                "ci": f"{100 * (1 - self.alpha):g}%", "seed": self.seed}
+        info = {"path": " -> ".join(self.path), "rows": f"{self.n} ({self.n_diverged} diverged excluded)"
+                if self.diverged == "exclude" else f"{self.n} (diverged included)", "adjust": self.adjust,
+                "n_boot": self.n_boot, "ci": f"{100 * (1 - self.alpha):g}% (estimate ± z·bootstrap sd)",
+                "seed": self.seed}
         if self.omitted:
             info["omitted"] = ", ".join(f"{c} ({r})" for c, r in self.omitted.items())
         return info
@@ -253,10 +285,14 @@ class MediationTable(Result):
         ``path``, ``source``, ``target``, ``mediators``, the path-specific
         ``estimate``/``std_error``/``ci_low``/``ci_high``/``p_value``,
         ``p_adjusted`` (across paths), ``direct``, ``other_indirect``,
-        ``total`` (+ ``total_ci_low``/``total_ci_high``), ``share`` (path /
-        total) and ``n``.
+        ``total`` (+ ``total_ci_low``/``total_ci_high``, ``total_method``:
+        ``randomized`` or ``sem``), ``book_paths`` (sum of the book's paths),
+        ``unexplained`` (total − book_paths, with its bootstrap ``unexplained_p``),
+        ``share`` (path / total) and ``n``.
     results : dict of str -> MediationResult
         The full decomposition per path (keyed by the ``path`` text).
+    skipped : dict of str -> str
+        Paths not estimated and why (an edge a missing column confounds).
     """
 
     summary: pd.DataFrame
@@ -265,13 +301,16 @@ class MediationTable(Result):
     alpha: float
     seed: int
     correction: str
+    skipped: dict[str, str] = field(default_factory=dict)
 
-    title: ClassVar[str] = "Mediation paths (linear SEM, percentile bootstrap)"
+    title: ClassVar[str] = "Mediation paths (linear SEM, bootstrap)"
     display_columns: ClassVar[tuple[str, ...]] = (
-        "path", "estimate", "ci_low", "ci_high", "p_adjusted", "direct", "total", "share", "n")
+        "path", "estimate", "ci_low", "ci_high", "p_adjusted", "direct", "total", "book_paths", "unexplained",
+        "share", "n")
 
     def _info(self) -> dict[str, Any]:
-        return {"paths": len(self.summary), "n_boot": self.n_boot,
+        return {"paths": len(self.summary), **({"skipped": len(self.skipped)} if self.skipped else {}),
+                "n_boot": self.n_boot,
                 "ci": f"{100 * (1 - self.alpha):g}%", "correction": self.correction, "seed": self.seed}
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,63 +399,61 @@ def _validate_path(path: tuple[str, ...], df: pd.DataFrame, full: nx.DiGraph, g:
                              f"children of {a!r}: {', '.join(children)}. Pick a directed path of the graph.")
 
 
-def _summarize_path(path: tuple[str, ...], sem: LinearSEM, tot: np.ndarray, tot_b: np.ndarray,
-                    alpha: float, seed: int, omitted: dict[str, str]) -> MediationResult:
+def _boot_stats(est: np.ndarray, draws: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
+    """CIs and p-values from one set of bootstrap draws, consistent by construction.
+
+    ``ci_low``/``ci_high`` = estimate ± z·sd and ``p_value`` the matching z-test
+    (the CI excludes 0 exactly when p < alpha); the percentile interval is
+    reported beside them (``pct_low``/``pct_high``).
+    """
+    sd = draws.std(0, ddof=1)
+    z = stats.norm.ppf(1 - alpha / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * stats.norm.sf(np.abs(est / sd))
+    zero = sd <= 1e-12 * (np.abs(est) + 1.0)  # identically 0 by the graph
+    p[zero] = np.where(np.abs(est[zero]) > 1e-12, 0.0, 1.0)
+    lo, hi = np.quantile(draws, [alpha / 2, 1 - alpha / 2], axis=0)
+    return {"std_error": sd, "ci_low": est - z * sd, "ci_high": est + z * sd, "p_value": p,
+            "pct_low": lo, "pct_high": hi}
+
+
+def _summarize_path(path: tuple[str, ...], sem: LinearSEM, book: nx.DiGraph, alpha: float, seed: int,
+                    omitted: dict[str, str], total_key: tuple[str, str] | None) -> MediationResult:
     i = [sem.index(v) for v in path]
     s, t = i[0], i[-1]
     pairs = list(zip(i[:-1], i[1:]))
     path_est = float(np.prod([sem.coef[a, b] for a, b in pairs]))
     path_b = np.prod(np.stack([sem.boot[:, a, b] for a, b in pairs]), axis=0)
-    single_edge = len(path) == 2
-    direct_est, direct_b = float(sem.coef[s, t]), sem.boot[:, s, t]
-    total_est, total_b = float(tot[s, t]), tot_b[:, s, t]
-    if single_edge:  # the path is the direct edge: nothing else to split off
-        other_est, other_b = total_est - path_est, total_b - path_b
-    else:
-        other_est, other_b = total_est - path_est - direct_est, total_b - path_b - direct_b
-    est = np.array([path_est, direct_est, other_est, total_est])
-    draws = np.stack([path_b, direct_b, other_b, total_b], axis=1)  # (n_boot, 4)
-    lo, hi = np.quantile(draws, [alpha / 2, 1 - alpha / 2], axis=0)
-    sd = draws.std(0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = 2 * stats.norm.sf(np.abs(est / sd))  # bootstrap z-test (continuous, unlike a percentile p)
-    p[sd <= 1e-12 * (np.abs(est) + 1.0)] = 1.0  # identically 0 by the graph (e.g. a single path)
-    methods = ["delta", "ols", "bootstrap_z", "bootstrap_z"]
-    # delta method for a product of coefficients from separate equations (Sobel when one
-    # mediator): var(prod a_i) ~ sum_i var(a_i) prod_{j != i} a_j^2; OLS estimates of a
-    # recursive SEM's equations are asymptotically uncorrelated.
-    a = np.array([sem.coef[u, v] for u, v in pairs])
-    sa = np.array([sem.std_error[u, v] for u, v in pairs])
-    var = sum(sa[j] ** 2 * np.prod(np.delete(a, j) ** 2) for j in range(len(a)))
-    p[0] = 2 * stats.norm.sf(abs(path_est) / np.sqrt(var)) if var > 0 else np.nan
-    if sem.graph.has_edge(path[0], path[-1]):
-        z = direct_est / sem.std_error[s, t]
-        p[1] = 2 * stats.norm.sf(abs(z))
-        if single_edge:
-            p[0], methods[0] = p[1], "ols"
-    else:  # no such edge: the direct effect is 0 by the graph
-        lo[1] = hi[1] = 0.0
-        p[1], methods[1] = 1.0, "none"
-    summary = pd.DataFrame({
-        "effect": list(_EFFECTS),
-        "estimate": est,
-        "std_error": sd,
-        "ci_low": lo,
-        "ci_high": hi,
-        "p_value": p,
-        "p_method": methods,
-        "n": sem.n,
-    })
+    has_direct = book.has_edge(path[0], path[-1]) and len(path) > 2
+    direct_est = float(sem.coef[s, t]) if has_direct else 0.0
+    direct_b = sem.boot[:, s, t] if has_direct else np.zeros(sem.boot.shape[0])
+    # the book's paths from source to target, each a product of fitted coefficients
+    bp_est, bp_b = 0.0, np.zeros(sem.boot.shape[0])
+    for bp in nx.all_simple_paths(book, path[0], path[-1]):
+        idx = [sem.index(v) for v in bp]
+        bp_est += float(np.prod([sem.coef[a, b] for a, b in zip(idx[:-1], idx[1:])]))
+        bp_b = bp_b + np.prod(np.stack([sem.boot[:, a, b] for a, b in zip(idx[:-1], idx[1:])]), axis=0)
+    if total_key is not None:  # a randomized source: its total effect, estimated directly
+        total_est, total_b = sem.totals[total_key]
+        total_method = "randomized"
+    else:  # a mediator source is not randomized: the SEM's implied total
+        tot, tot_b = sem.total()
+        total_est, total_b, total_method = float(tot[s, t]), tot_b[:, s, t], "sem"
+    other_est, other_b = total_est - path_est - direct_est, total_b - path_b - direct_b
+    est = np.array([path_est, direct_est, other_est, bp_est, total_est, total_est - bp_est])
+    draws = np.stack([path_b, direct_b, other_b, bp_b, total_b, total_b - bp_b], axis=1)  # (n_boot, 6)
+    st = _boot_stats(est, draws, alpha)
+    if not has_direct:
+        st["p_value"][1] = 1.0
+    summary = pd.DataFrame({"effect": list(_EFFECTS), "estimate": est, **st,
+                            "method": ["product", "edge" if has_direct else "none", "difference", "product_sum",
+                                       total_method, "difference"], "n": sem.n})
     e_b = np.stack([sem.boot[:, a, b] for a, b in pairs], axis=1)
-    elo, ehi = np.quantile(e_b, [alpha / 2, 1 - alpha / 2], axis=0)
-    edges = pd.DataFrame({
-        "treatment": list(path[:-1]),
-        "outcome": list(path[1:]),
-        "estimate": [sem.coef[a, b] for a, b in pairs],
-        "std_error": [sem.std_error[a, b] for a, b in pairs],
-        "ci_low": elo,
-        "ci_high": ehi,
-    })
+    e_est = np.array([sem.coef[a, b] for a, b in pairs])
+    est_e = _boot_stats(e_est, e_b, alpha)
+    edges = pd.DataFrame({"treatment": list(path[:-1]), "outcome": list(path[1:]), "estimate": e_est,
+                          "std_error": est_e["std_error"], "ci_low": est_e["ci_low"], "ci_high": est_e["ci_high"],
+                          "p_value": est_e["p_value"], "ols_std_error": [sem.std_error[a, b] for a, b in pairs]})
     return MediationResult(path, summary, edges, sem.n, sem.boot.shape[0], alpha, seed, dict(omitted))
 
 
@@ -427,37 +464,94 @@ def _check_options(n_boot: int, alpha: float) -> None:
         raise ConfigError(f"alpha must lie in (0, 1), got {alpha!r}")
 
 
-def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: CausalGraph,
-               n_boot: int, seed: int, alpha: float) -> dict[tuple[str, ...], MediationResult]:
+_RANDOMIZED = ("lever", "context", "design")
+
+
+def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: CausalGraph, n_boot: int, seed: int,
+               alpha: float, adjust: str, diverged: str) -> tuple[dict[tuple[str, ...], MediationResult], Any]:
+    from causal._dowhy import is_valid_direct_adjustment
+    from causal.design import COMPUTED
+    from causal.prepare import prepare
+
     _check_options(n_boot, alpha)
-    df = add_contrasts(df)
+    prep = prepare(df, graph, adjust=adjust, diverged=diverged, who="mediation")
+    data, gid = prep.data, prep.gid
     full = graph.column_graph()
-    g, dropped = _present_graph(df, graph)
+    g, dropped = _present_graph(data, graph)
     for p in paths:
-        _validate_path(p, df, full, g, dropped)
+        _validate_path(p, data, full, g, dropped)
+    latent = {n for n in gid if gid.nodes[n].get("latent")}
+    book = nx.DiGraph([(u, v) for u, v, d in gid.edges(data=True)
+                       if not d.get("design") and u not in latent and v not in latent])
+    book.add_nodes_from(v for p in paths for v in p)
     out: dict[tuple[str, ...], MediationResult] = {}
-    # one SEM per target: its ancestors are every node any path to it can touch
+    skipped: dict[str, str] = {}
+    for p in paths:
+        for a, b in zip(p[:-1], p[1:]):  # every coefficient of the path must be a direct effect
+            regs = [u for u in gid.predecessors(b) if u not in latent and u != a]
+            if not is_valid_direct_adjustment(gid, a, b, regs):
+                skipped[" -> ".join(p)] = (f"the edge {a} -> {b} is not identifiable from this table (a missing "
+                                           "column confounds it); add the missing columns")
+    paths = [p for p in paths if " -> ".join(p) not in skipped]
     for target in dict.fromkeys(p[-1] for p in paths):
-        nodes = nx.ancestors(g, target) | {target}
-        sub = g.subgraph(nodes).copy()
-        data = df[list(sub.nodes)].astype("float64").dropna()
-        if len(data) < len(nodes) + 3:
+        nodes = (nx.ancestors(gid, target) | {target}) - latent
+        equations = {}
+        for v in nodes:
+            if gid.nodes[v].get("kind") in _RANDOMIZED:
+                continue
+            regs = [u for u in gid.predecessors(v) if u not in latent]
+            equations[v] = prep.expand(sorted(regs, key=lambda c: c in prep.columns))
+        totals = {}
+        for p in [p for p in paths if p[-1] == target]:
+            src = p[0]
+            if gid.nodes[src].get("kind") in _RANDOMIZED:
+                skip = set(COMPUTED[src].intervention) if src in COMPUTED else set()
+                adj = [n for n, k in gid.nodes(data="kind") if k in _RANDOMIZED and n != src and n not in skip
+                       and n not in nx.descendants(gid, src)]
+                totals[(src, target)] = [c for c in prep.expand(adj) if c != src]
+        cols = list(dict.fromkeys([*equations, *(c for r in equations.values() for c in r),
+                                   *(c for r in totals.values() for c in r)]))
+        frame = prep.numeric[cols].dropna()
+        if len(frame) < len(cols) + 3:
             raise SchemaError(
-                f"only {len(data)} rows have every column the paths to {target!r} need "
-                f"({', '.join(sub.nodes)}); drop rows or columns with missing values"
+                f"only {len(frame)} rows have every column the paths to {target!r} need "
+                f"({', '.join(cols)}); drop rows or columns with missing values"
             )
-        sem = LinearSEM.fit(data, sub, n_boot=n_boot, seed=seed)
-        # graph ancestors of the target left out: their effects load onto the remaining paths
+        frame = frame.loc[:, [c for c in cols if frame[c].nunique() > 1 or c in equations]]
+        equations = {v: _independent_columns(frame, [r for r in regs if r in frame.columns])
+                     for v, regs in equations.items()}
+        totals = {k: _independent_columns(frame, [k[0], *[c for c in adj if c in frame.columns]])[1:]
+                  for k, adj in totals.items()}
+        sem = LinearSEM.fit(frame, equations, n_boot=n_boot, seed=seed, totals=totals)
         omitted = {c: r for c, r in dropped.items() if c in nx.ancestors(full, target)}
-        tot, tot_b = sem.total()
         for p in paths:
             if p[-1] == target:
-                out[p] = _summarize_path(p, sem, tot, tot_b, alpha, seed, omitted)
-    return out
+                key = (p[0], target) if (p[0], target) in totals else None
+                out[p] = _summarize_path(p, sem, book, alpha, seed, omitted, key)
+    object.__setattr__(prep, "notes", {**prep.notes, **{f"path {k}": v for k, v in skipped.items()}})
+    return out, prep
+
+
+def _independent_columns(frame: pd.DataFrame, cols: list[str]) -> list[str]:
+    """``cols`` without those that are exact linear combinations of earlier ones (kept order)."""
+    if not cols:
+        return []
+    x = frame[cols].to_numpy(dtype="float64")
+    x = x - x.mean(0)
+    sd = x.std(0)
+    sd[sd == 0] = 1.0
+    gram = (x / sd).T @ (x / sd) / len(x)
+    keep: list[int] = []
+    for j in range(len(cols)):
+        r = gram[j, j] - (gram[j, keep] @ np.linalg.solve(gram[np.ix_(keep, keep)], gram[keep, j]) if keep else 0.0)
+        if r > 1e-9:
+            keep.append(j)
+    return [cols[j] for j in keep]
 
 
 def mediation(df: pd.DataFrame, path: str | Sequence[str], *, graph: CausalGraph = BOOK_DAG,
-              n_boot: int = 500, seed: int = 0, alpha: float = 0.05) -> MediationResult:
+              n_boot: int = 500, seed: int = 0, alpha: float = 0.05, adjust: str = "design",
+              diverged: str = "exclude") -> MediationResult:
     """Path-specific, direct, other-indirect and total effect along one path.
 
     Parameters
@@ -490,12 +584,16 @@ def mediation(df: pd.DataFrame, path: str | Sequence[str], *, graph: CausalGraph
     """
     p = parse_path(path)
     with single_threaded():
-        return _run_paths(df, [p], graph, n_boot, seed, alpha)[p]
+        results, prep = _run_paths(df, [p], graph, n_boot, seed, alpha, adjust, diverged)
+    if p not in results:
+        raise SchemaError(f"path {' -> '.join(p)}: {prep.notes['path ' + ' -> '.join(p)]}")
+    return replace(results[p], adjust=adjust, diverged=diverged, n_diverged=prep.n_diverged)
 
 
 def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | None = None, *,
                     graph: CausalGraph = BOOK_DAG, n_boot: int = 500, seed: int = 0,
-                    alpha: float = 0.05, correction: Correction = "holm") -> MediationTable:
+                    alpha: float = 0.05, correction: Correction = "holm", adjust: str = "design",
+                    diverged: str = "exclude") -> MediationTable:
     """Many paths in one pass (one SEM fit and one set of resamples per target).
 
     Parameters
@@ -515,7 +613,11 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
     parsed = default_paths(df, graph) if paths is None else [parse_path(p) for p in paths]
     parsed = list(dict.fromkeys(parsed))
     with single_threaded():
-        results = _run_paths(df, parsed, graph, n_boot, seed, alpha) if parsed else {}
+        results, prep = _run_paths(df, parsed, graph, n_boot, seed, alpha, adjust, diverged) if parsed else ({}, None)
+    n_div = prep.n_diverged if prep is not None else 0
+    results = {p: replace(r, adjust=adjust, diverged=diverged, n_diverged=n_div) for p, r in results.items()}
+    skipped = {k[5:]: v for k, v in (prep.notes if prep is not None else {}).items() if k.startswith("path ")}
+    parsed = [p for p in parsed if p in results]
     rows = []
     for p in parsed:
         r = results[p].summary.set_index("effect")
@@ -527,12 +629,18 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
             "total": r.loc["total", "estimate"],
             "total_ci_low": r.loc["total", "ci_low"],
             "total_ci_high": r.loc["total", "ci_high"],
+            "total_method": r.loc["total", "method"],
+            "book_paths": r.loc["book_paths", "estimate"],
+            "unexplained": r.loc["unexplained", "estimate"],
+            "unexplained_p": r.loc["unexplained", "p_value"],
             "share": r.loc["path_specific", "estimate"] / r.loc["total", "estimate"]
             if r.loc["total", "estimate"] != 0 else np.nan,
             "n": int(r.loc["total", "n"]),
         })
     summary = pd.DataFrame(rows, columns=[
         "path", "source", "target", "mediators", "estimate", "std_error", "ci_low", "ci_high", "p_value",
-        "direct", "other_indirect", "total", "total_ci_low", "total_ci_high", "share", "n"])
+        "direct", "other_indirect", "total", "total_ci_low", "total_ci_high", "total_method", "book_paths",
+        "unexplained", "unexplained_p", "share", "n"])
     summary.insert(9, "p_adjusted", adjust_pvalues(summary["p_value"].to_numpy(float), correction))
-    return MediationTable(summary, {" -> ".join(p): results[p] for p in parsed}, n_boot, alpha, seed, correction)
+    return MediationTable(summary, {" -> ".join(p): results[p] for p in parsed}, n_boot, alpha, seed, correction,
+                          skipped)

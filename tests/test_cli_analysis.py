@@ -43,7 +43,8 @@ def test_mediate_default_and_given_paths(full, tmp_path):
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert [row["path"] for row in doc["summary"]] == [path]
-    assert {row["effect"] for row in doc["decomposition"]} == {"path_specific", "direct", "other_indirect", "total"}
+    assert {row["effect"] for row in doc["decomposition"]} == {"path_specific", "direct", "other_indirect", "book_paths",
+                                                               "total", "unexplained"}
     r = udl("mediate", full, "--path", "residual -> convergence")
     assert r.returncode == 2 and "'residual' -> 'convergence' is not an edge" in r.stderr
     r = udl("mediate", full, "--out", tmp_path / "x.txt")
