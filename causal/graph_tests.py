@@ -2,14 +2,24 @@
 
 Implications tested
 -------------------
-The column-level graph (restricted to the usable columns of the table)
-implies the local Markov conditions ``X ⟂ Y | parents(X)`` for every node
-``X`` and non-descendant ``Y`` that is not a parent. To test each non-adjacent
-pair once, nodes are put in a fixed topological order and each ``X`` is tested
-against the nodes *before* it (the ordered local Markov property, which
-implies all the others). Pairs of 0/1 contrasts of one categorical lever
-(``optimizer_momentum``/``optimizer_adam``) are dependent by construction and
-are not tested.
+Rows and graph come from :func:`causal.prepare.prepare`, as for ``fit_edges``:
+diverged runs excluded by default, the book's graph plus the design by default
+(``adjust="book"``: the book's alone), missing columns marginalized by the
+latent projection. The graph implies the local Markov conditions
+``X ⟂ Y | parents(X)``; each book column ``X`` is tested against the book
+columns *before* it in a fixed topological order (the ordered local Markov
+property), keeping only the pairs its observed parents d-separate in the
+projected graph, so a missing column's paths are never tested as absent.
+Raw levers enter conditioning sets as their regression columns. Pairs of 0/1
+contrasts of one categorical lever are dependent by construction and are not
+tested.
+
+Under the design every lever may act on every mediator, so the claim that a
+lever does *not* act on a mediator is tested by the missing-edge search below,
+not by an independence. Lever-vs-lever pairs test the randomization itself
+(``FalsifyResult.randomization``, corrected on their own so they do not dilute
+the graph's tests); excluding diverged runs, which depend on the learning rate
+and the init scale, can make those two dependent among the rows kept.
 
 Tests
 -----
@@ -29,10 +39,11 @@ p-values are corrected for multiple testing across implications
 
 Missing edges
 -------------
-For each randomized column (``lever``/``context``) and each mediator/outcome
-column the book does not connect by an edge, the target is regressed (OLS,
-HC3 standard errors, :func:`causal.regression.ols`) on *all* randomized columns plus its non-randomized graph
-parents. The coefficient is the source's effect not carried by the target's
+For each randomized book column (``lever``/``context``) and each
+mediator/outcome column the book (projected onto the columns present) does not
+connect by an edge, the target is regressed (OLS, HC3 standard errors,
+:func:`causal.regression.ols`) on *all* randomized columns — raw design levers
+included — plus its non-randomized book parents. The coefficient is the source's effect not carried by the target's
 graph parents (``method="direct"``), 0 if the book's graph is right; it points
 at the missing arrow itself rather than at every descendant of it. When the
 target has no non-randomized parents (``method="total"``) this is the total
@@ -183,30 +194,41 @@ def _row(x, y, given, n, statistic, r, p) -> dict[str, Any]:
 
 
 # ---- missing edges -------------------------------------------------------------------
-def _edge_search(df: pd.DataFrame, g: nx.DiGraph) -> pd.DataFrame:
-    roots = [v for v, k in g.nodes(data="kind") if k in _ROOT_KINDS]
-    targets = [v for v, k in g.nodes(data="kind") if k not in _ROOT_KINDS]
+def _edge_search(numeric: pd.DataFrame, gid: nx.DiGraph, book: nx.DiGraph, expand: Any) -> pd.DataFrame:
+    """Randomized column -> mediator/outcome effects the book lacks, adjusted for the design."""
+    from causal.mediate import _independent_columns
+
+    latent = {n for n in gid if gid.nodes[n].get("latent")}
+    observed = [n for n in gid if n not in latent]
+    randomized = [n for n in observed if gid.nodes[n].get("kind") in (*_ROOT_KINDS, "design")]
+    sources = [n for n in randomized if n in book]
+    root_cols = expand(randomized)
+    targets = [v for v in observed if v in book and gid.nodes[v].get("kind") not in (*_ROOT_KINDS, "design")]
     rows = []
     for t in targets:
-        candidates = [s for s in roots if not g.has_edge(s, t)]
-        mediators = [p for p in g.predecessors(t) if p not in roots]
-        data = df[[t, *roots, *mediators]].dropna()
-        if not candidates or len(data) < len(roots) + len(mediators) + 5:
+        candidates = [s for s in sources if not book.has_edge(s, t)]
+        mediators = [p for p in book.predecessors(t) if p in observed and p not in randomized]
+        data = numeric[[t, *root_cols, *mediators]].dropna()
+        regs = _independent_columns(data, [c for c in [*candidates, *root_cols] if data[c].nunique() > 1])
+        regs_total = list(regs)
+        regs = _independent_columns(data, [*regs, *[m for m in mediators if data[m].nunique() > 1]])
+        if not candidates or len(data) < len(regs) + 5:
             continue
         y = data[t].to_numpy(dtype="float64")
         sd_t = y.std(ddof=1)
-        total = ols(y, data[roots].to_numpy(dtype="float64")).params
-        fit = ols(y, data[[*roots, *mediators]].to_numpy(dtype="float64"))
-        beta, se, pv = fit.params, fit.std_error, fit.p_value
+        total = ols(y, data[regs_total].to_numpy(dtype="float64")).params
+        fit = ols(y, data[regs].to_numpy(dtype="float64"))
         for s in candidates:
-            j = roots.index(s)
-            est, sd_s = float(beta[j]), data[s].std(ddof=1)
+            if s not in regs:
+                continue
+            j, jt = regs.index(s), regs_total.index(s)
+            est, sd_s = float(fit.params[j]), data[s].std(ddof=1)
             rows.append({
                 "source": s, "target": t, "method": "direct" if mediators else "total",
-                "estimate": est, "std_error": float(se[j]),
+                "estimate": est, "std_error": float(fit.std_error[j]),
                 "std_effect": est * sd_s / sd_t if sd_t > 0 else np.nan,
-                "p_value": float(pv[j]),
-                "total_estimate": float(total[j]),
+                "p_value": float(fit.p_value[j]),
+                "total_estimate": float(total[jt]),
                 "n": len(data), "in_book": False,
             })
     cols = ["source", "target", "method", "estimate", "std_error", "std_effect", "p_value", "total_estimate",
@@ -235,8 +257,16 @@ class FalsifyResult(Result):
         The rows of ``edge_search`` with ``|std_effect| > threshold`` and
         ``p_adjusted < alpha``, strongest first.
     skipped : dict
-        Graph columns left out (absent, constant, ...) and implications skipped
-        by ``max_conditioning``.
+        Graph columns left out (absent, constant, ...), levers left out of the
+        design, and implications skipped by ``max_conditioning``.
+    randomization : pandas.DataFrame
+        Lever-vs-lever implications (columns as ``summary``): checks of the
+        randomization itself, corrected on their own so they do not dilute
+        the correction of the graph's tests (and not part of ``passed``).
+    adjust : str
+        ``'design'`` (the book's graph plus the design) or ``'book'``.
+    n_diverged : int
+        Diverged rows excluded.
     """
 
     summary: pd.DataFrame
@@ -248,6 +278,9 @@ class FalsifyResult(Result):
     threshold: float
     n_rows: int
     skipped: dict[str, str] = field(default_factory=dict)
+    randomization: pd.DataFrame = field(default_factory=pd.DataFrame)
+    adjust: str = "design"
+    n_diverged: int = 0
 
     title: ClassVar[str] = "Graph falsification (local Markov conditions)"
 
@@ -268,10 +301,13 @@ class FalsifyResult(Result):
         return float((p < self.alpha).mean()) if len(p) else float("nan")
 
     def _info(self) -> dict[str, Any]:
-        return {"test": self.test, "rows": self.n_rows, "implications": len(self.summary),
+        rand = self.randomization
+        return {"test": self.test, "adjust": self.adjust,
+                "rows": f"{self.n_rows} ({self.n_diverged} diverged excluded)", "implications": len(self.summary),
                 "violated": int(self.summary["violated"].sum()),
                 "raw rejections": f"{self.rejection_rate:.3f} at alpha={self.alpha}",
-                "correction": self.correction, "missing edges": len(self.missing_edges)}
+                "correction": self.correction, "missing edges": len(self.missing_edges),
+                "randomization checks": f"{len(rand)} ({int(rand['violated'].sum()) if len(rand) else 0} rejected)"}
 
     def _display_frame(self) -> pd.DataFrame:
         return self.violations
@@ -281,7 +317,7 @@ class FalsifyResult(Result):
         from causal.results import json_safe
 
         out = super().to_dict()
-        for name in ("missing_edges", "edge_search"):
+        for name in ("missing_edges", "edge_search", "randomization"):
             frame = getattr(self, name)
             out[name] = json_safe(frame.astype(object).where(frame.notna(), None).to_dict("records"))
         out["skipped"] = json_safe(self.skipped)
@@ -338,7 +374,8 @@ class FalsifyResult(Result):
 # ---- entry point -----------------------------------------------------------------------
 def falsify(df: pd.DataFrame, *, graph: CausalGraph = BOOK_DAG, test: TestName = "fisher_z",
             alpha: float = 0.05, correction: Correction = "holm", max_conditioning: int | None = None,
-            missing_edge_threshold: float = 0.1, seed: int = 0, kernel_rows: int = 500) -> FalsifyResult:
+            missing_edge_threshold: float = 0.1, seed: int = 0, kernel_rows: int = 500,
+            adjust: str = "design", diverged: str = "exclude") -> FalsifyResult:
     """Test the graph's implied conditional independences and search for missing edges.
 
     Parameters
@@ -363,6 +400,10 @@ def falsify(df: pd.DataFrame, *, graph: CausalGraph = BOOK_DAG, test: TestName =
         Seeds the kernel test's subsampling.
     kernel_rows : int
         Rows per kernel test.
+    adjust : {'design', 'book'}
+        Test the implications of the book's graph plus the design (default) or
+        of the book's graph alone (see :func:`causal.prepare.prepare`).
+    diverged : {'exclude', 'include'}
 
     Returns
     -------
@@ -375,33 +416,74 @@ def falsify(df: pd.DataFrame, *, graph: CausalGraph = BOOK_DAG, test: TestName =
         raise ConfigError(f"alpha must lie in (0, 1), got {alpha!r}")
     if kernel_rows < 20:
         raise ConfigError(f"kernel_rows must be at least 20, got {kernel_rows!r}")
-    df = add_contrasts(df)
+    from causal.prepare import prepare
+
+    prep = prepare(df, graph, adjust=adjust, diverged=diverged, who="falsify")
+    gid, numeric = prep.gid, prep.numeric
     full = graph.column_graph()
-    keep, skipped = usable_columns(df, full.nodes)
-    if len(keep) < 2:
+    keep, skipped = usable_columns(prep.data, full.nodes)
+    latent = {n for n in gid if gid.nodes[n].get("latent")}
+    nodes = [n for n in full.nodes if n in keep and n in gid]
+    if len(nodes) < 2:
         raise SchemaError(
-            f"only {len(keep)} usable column(s) of the graph in the table ({', '.join(keep) or 'none'}); "
+            f"only {len(nodes)} usable column(s) of the graph in the table ({', '.join(nodes) or 'none'}); "
             f"falsify needs at least two of: {', '.join(full.nodes)}"
         )
-    g = full.subgraph(keep).copy()
-    data = df[keep].astype("float64")
+    cols = list(dict.fromkeys([*nodes, *prep.expand([n for n in gid if n not in latent])]))
+    values, col = numeric[cols].to_numpy(dtype="float64"), {c: i for i, c in enumerate(cols)}
     rng = np.random.default_rng(seed)  # seeded right before the stochastic step (kernel subsamples)
-    values, col = data.to_numpy(), {c: i for i, c in enumerate(keep)}
     rows: list[dict[str, Any]] = []
+    randomization: list[dict[str, Any]] = []
     with single_threaded():
-        for x, ys, given in implications(g):
-            if max_conditioning is not None and len(given) > max_conditioning:
+        for x, ys, given in _implications(gid, nodes, latent):
+            given_cols = prep.expand(given)
+            if max_conditioning is not None and len(given_cols) > max_conditioning:
                 skipped[f"{x} ⟂ * | {len(given)} parents"] = f"conditioning set larger than {max_conditioning}"
                 continue
-            rows += _test_node(values, col, x, ys, given, test, kernel_rows, rng)
-        search = _edge_search(data, g)
-    summary = pd.DataFrame(rows, columns=["x", "y", "given", "n_given", "n", "statistic", "partial_corr",
-                                          "p_value"])
+            roots = gid.nodes[x].get("kind") in _ROOT_KINDS
+            for group, sink in (([y for y in ys if roots and gid.nodes[y].get("kind") in _ROOT_KINDS], randomization),
+                                ([y for y in ys if not (roots and gid.nodes[y].get("kind") in _ROOT_KINDS)], rows)):
+                if group:
+                    new = _test_node(values, col, x, group, given_cols, test, kernel_rows, rng)
+                    for r in new:
+                        r["given"] = ", ".join(given)
+                    sink += new
+        # "in the book" after marginalizing missing columns: a missing mediator's parents reach its children
+        from causal._dowhy import identification_graph
+
+        search = _edge_search(numeric, gid, identification_graph(full, nodes), prep.expand)
+    names = ["x", "y", "given", "n_given", "n", "statistic", "partial_corr", "p_value"]
+    summary = pd.DataFrame(rows, columns=names)
     summary["p_adjusted"] = adjust_pvalues(summary["p_value"].to_numpy(float), correction)
     summary["violated"] = summary["p_adjusted"].lt(alpha)
+    rand = pd.DataFrame(randomization, columns=names)
+    rand["p_adjusted"] = adjust_pvalues(rand["p_value"].to_numpy(float), correction)
+    rand["violated"] = rand["p_adjusted"].lt(alpha)
 
     search.insert(7, "p_adjusted", adjust_pvalues(search["p_value"].to_numpy(float), correction))
     strong = search["std_effect"].abs().gt(missing_edge_threshold) & search["p_adjusted"].lt(alpha)
     missing = search[strong].reindex(search[strong]["std_effect"].abs().sort_values(ascending=False).index)
+    skipped.update(prep.notes)
     return FalsifyResult(summary, search, missing.reset_index(drop=True), test, alpha, correction,
-                         missing_edge_threshold, len(data), skipped)
+                         missing_edge_threshold, len(prep.data), skipped, rand, adjust, prep.n_diverged)
+
+
+def _implications(gid: nx.DiGraph, nodes: list[str], latent: set[str]) -> list[tuple[str, list[str], list[str]]]:
+    """Local Markov implications among the book's observed columns that hold in ``gid``.
+
+    For each column ``x`` (topological order) and each earlier, non-adjacent
+    column ``y``: ``x ⟂ y | observed parents of x`` when that set d-separates
+    them in the (latent-projected) graph — a missing column's paths are not
+    tested as if they were absent.
+    """
+    rank = {v: i for i, v in enumerate(nodes)}
+    order = [n for n in nx.lexicographical_topological_sort(gid, key=lambda v: rank.get(v, -1)) if n in rank]
+    out = []
+    for i, x in enumerate(order):
+        parents = sorted((p for p in gid.predecessors(x) if p not in latent), key=lambda p: rank.get(p, -1))
+        adj = set(gid.predecessors(x)) | set(gid.successors(x))
+        ys = [y for y in order[:i] if y not in adj and not _same_categorical(x, y)
+              and nx.is_d_separator(gid, {x}, {y}, set(parents))]
+        if ys:
+            out.append((x, ys, parents))
+    return out

@@ -58,11 +58,11 @@ def test_falsify_reports_and_can_fail(full, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "log_lr" in r.stdout and "sharpness" in r.stdout
     doc = json.loads(out.read_text())
-    assert len(doc["summary"]) > 400
+    assert len(doc["summary"]) > 40 and len(doc["randomization"]) > 100
     assert [(m["source"], m["target"]) for m in doc["missing_edges"]] == [("log_lr", "sharpness")]
     r = udl("falsify", full, "--fail-on-violation", "--out", tmp_path / "f.parquet")
     assert r.returncode == 1
-    assert len(pd.read_parquet(tmp_path / "f.parquet")) > 400
+    assert len(pd.read_parquet(tmp_path / "f.parquet")) > 40
 
 
 @pytest.mark.slow
