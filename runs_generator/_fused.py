@@ -39,6 +39,7 @@ from runs_generator.models import (
     _cnn_unflatten,
     _linear,
     dropout_uniform,
+    layer_norm_mean,
     update_running,
 )
 from runs_generator._noise import ModelStreams
@@ -122,9 +123,8 @@ def loss_and_grads(
             rstd = torch.rsqrt(var + BN_EPS)
             xhat = zc * rstd
         elif norm == "layer":
-            mean = z.mean(dim=feat, keepdim=True)
-            zc = z - mean
-            rstd = torch.rsqrt(zc.square().mean(dim=feat, keepdim=True) + LN_EPS)
+            zc = z - layer_norm_mean(z, cnn, b)
+            rstd = torch.rsqrt(layer_norm_mean(zc.square(), cnn, b) + LN_EPS)
             xhat = zc * rstd
         if norm != "none":
             z = torch.addcmul(params[f"be{i}"].unsqueeze(rows), xhat, params[f"g{i}"].unsqueeze(rows))
@@ -167,9 +167,9 @@ def loss_and_grads(
                 dz = (dxhat - c1 - xhat * c2) * rstd
                 if m is not None:
                     dz = dz * m
-            else:
-                c1 = dxhat.mean(dim=feat, keepdim=True)
-                c2 = (dxhat * xhat).mean(dim=feat, keepdim=True)
+            else:  # mean over each example's layer-norm group (units; CNN: channels and positions)
+                c1 = layer_norm_mean(dxhat, cnn, b)
+                c2 = layer_norm_mean(dxhat * xhat, cnn, b)
                 dz = (dxhat - c1 - xhat * c2) * rstd
         if norm != "batch":  # batch norm has no bias before it
             grads[f"b{i}"].copy_(dz.sum(dim=rows))

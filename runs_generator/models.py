@@ -9,7 +9,10 @@
   reference of the naive engine.
 
 Architectures (``depth`` hidden layers, ReLU, optional norm, dropout after the
-activation, residual ``h + f(h)`` on hidden->hidden layers):
+activation, residual ``h + f(h)`` on hidden->hidden layers). Batch norm
+normalizes each unit / channel over the batch (and positions); layer norm
+normalizes each example over its units, or for the CNN over all its channels
+and positions (``nn.GroupNorm(1, C)``):
 
 * ``mlp``: flattened input -> width -> ... -> C.
 * ``cnn`` (1-D signals, input (L,)): conv k=5 stride 2 pad 2 (1 -> width
@@ -318,6 +321,21 @@ def update_running(
     rv.lerp_(new_v, BN_MOMENTUM)
 
 
+def layer_norm_mean(t: torch.Tensor, cnn: bool, b: int) -> torch.Tensor:
+    """Mean over each example's layer-norm group, broadcastable against ``t``.
+
+    MLP maps (R, B, W): over the W units. CNN maps (R, C, B*L): over all C
+    channels and L positions of an example (``nn.GroupNorm(1, C)``); a norm
+    over the channels of each position alone would erase the signal's
+    amplitude at that position (CNN runs with it trained to chance).
+    """
+    if not cnn:
+        return t.mean(dim=2, keepdim=True)
+    r, c, n = t.shape
+    m = t.view(r, c, b, n // b).mean(dim=(1, 3), keepdim=True)  # (R, 1, B, 1)
+    return m.expand(r, 1, b, n // b).reshape(r, 1, n)
+
+
 def dropout_uniform(f: torch.Tensor, generator, cnn: bool, b: int) -> torch.Tensor:
     """Uniforms for a dropout mask over hidden map ``f``.
 
@@ -380,8 +398,8 @@ def forward(
         if spec.normalization == "batch":
             z = _batchnorm(z, i, mode, running, rowmask, active, rows)
         elif spec.normalization == "layer":
-            zc = z - z.mean(dim=feat, keepdim=True)
-            z = zc * torch.rsqrt(zc.square().mean(dim=feat, keepdim=True) + LN_EPS)
+            zc = z - layer_norm_mean(z, cnn, b)
+            z = zc * torch.rsqrt(layer_norm_mean(zc.square(), cnn, b) + LN_EPS)
         if spec.normalization != "none":
             z = z * params[f"g{i}"].unsqueeze(rows) + params[f"be{i}"].unsqueeze(rows)
         f = torch.relu(z)
@@ -456,7 +474,12 @@ class NaiveNet(nn.Module):
             if spec.normalization == "none":
                 norm = nn.Identity()
             else:
-                norm = nn.BatchNorm1d(spec.width) if spec.normalization == "batch" else nn.LayerNorm(spec.width)
+                if spec.normalization == "batch":
+                    norm = nn.BatchNorm1d(spec.width)
+                elif spec.arch == "cnn":  # over all channels and positions of an example
+                    norm = nn.GroupNorm(1, spec.width, eps=LN_EPS)
+                else:
+                    norm = nn.LayerNorm(spec.width, eps=LN_EPS)
                 norm.weight.data = params[f"g{i}"].detach().clone()
                 norm.bias.data = params[f"be{i}"].detach().clone()
             self.norms.append(norm)
@@ -466,10 +489,7 @@ class NaiveNet(nn.Module):
         self.to(params["wo"].dtype)
 
     def _norm(self, i: int, z: torch.Tensor) -> torch.Tensor:
-        norm = self.norms[i]
-        if self.spec.arch == "cnn" and isinstance(norm, nn.LayerNorm):
-            return norm(z.transpose(1, 2)).transpose(1, 2)  # over channels, per position
-        return norm(z)
+        return self.norms[i](z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(x.shape[0], -1) if self.spec.arch == "mlp" else x.reshape(x.shape[0], 1, -1)
