@@ -306,6 +306,7 @@ class Estimate:
     ci_high: float
     p_value: float
     n: int
+    overlap: float = float("nan")  # DML: share of the treatment's variance its adjustment set leaves
 
 
 def estimate_linear(
@@ -358,52 +359,123 @@ def estimate_linear(
     return Estimate(value, std_error, lo, hi, p_value, len(frame))
 
 
-def estimate_dml(
-    df: pd.DataFrame,
-    treatment: str,
-    outcome: str,
-    adjustment: Sequence[str],
-    *,
-    alpha: float = 0.05,
-    folds: int = 5,
-    seed: int = 0,
-) -> Estimate:
-    """Cross-fitted partialling-out double ML (Chernozhukov et al. 2018).
-
-    Fits the partially linear model ``outcome = θ·treatment + g(adjustment) + ε``:
-    ``E[outcome | Z]`` and ``E[treatment | Z]`` are learned by gradient-boosted
-    trees (``HistGradientBoostingRegressor``, seeded) on ``folds - 1`` folds and
-    predicted on the held-out fold; ``θ`` is the regression of outcome residuals
-    on treatment residuals, with the usual sandwich (heteroskedasticity-robust)
-    standard error. Implemented here with scikit-learn rather than through
-    ``econml`` (not a dependency). With an empty adjustment set it reduces to OLS
-    of the centred variables.
-    """
-    from scipy import stats
+def _crossfit(data: pd.DataFrame, treatment: str, outcome: str, adjustment: Sequence[str], *, folds: int,
+              seed: int, max_iter: int) -> tuple[float, float, int, float]:
+    """Partialling-out DML on complete float rows: (θ, sandwich SE, n, overlap)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression
     from sklearn.model_selection import KFold
 
-    data = _float_frame(df, [treatment, outcome, *adjustment])
-    y = data[outcome].to_numpy()
-    t = data[treatment].to_numpy()
+    y = data[outcome].to_numpy(dtype="float64")
+    t = data[treatment].to_numpy(dtype="float64")
     n = len(data)
     if adjustment:
-        z = data[list(adjustment)].to_numpy()
+        z = data[list(adjustment)].to_numpy(dtype="float64")
         ry, rt = np.empty(n), np.empty(n)
         for k, (train, test) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(z)):
             for target, resid, offset in ((y, ry, 0), (t, rt, 1)):
-                learner = HistGradientBoostingRegressor(max_iter=100, random_state=seed + 2 * k + offset)
-                learner.fit(z[train], target[train])
-                resid[test] = target[test] - learner.predict(z[test])
+                # linear part first, trees on what it leaves: boosted trees alone approximate the many
+                # linear adjustment terms poorly and leave them in the residuals (attenuation bias)
+                linear = LinearRegression().fit(z[train], target[train])
+                learner = HistGradientBoostingRegressor(max_iter=max_iter, random_state=seed + 2 * k + offset)
+                learner.fit(z[train], target[train] - linear.predict(z[train]))
+                resid[test] = target[test] - linear.predict(z[test]) - learner.predict(z[test])
     else:
         ry, rt = y - y.mean(), t - t.mean()
     denom = float(np.mean(rt * rt))
     theta = float(np.mean(rt * ry) / denom)
     psi = (ry - theta * rt) * rt
-    std_error = float(np.sqrt(np.mean(psi**2) / denom**2 / n))
+    overlap = denom / float(np.var(t)) if np.var(t) > 0 else float("nan")
+    return theta, float(np.sqrt(np.mean(psi**2) / denom**2 / n)), n, overlap
+
+
+def _dml_estimator_class():
+    """A DoWhy ``CausalEstimator`` for the partially linear model (built lazily: DoWhy loads on use)."""
+    from dowhy.causal_estimator import CausalEstimate, CausalEstimator
+
+    class PartiallyLinearDML(CausalEstimator):
+        """Cross-fitted partialling-out DML as a DoWhy estimator (``outcome = θ·t + g(Z) + ε``)."""
+
+        def __init__(self, identified_estimand: Any, *, folds: int = 5, seed: int = 0, max_iter: int = 100,
+                     **kwargs: Any):
+            super().__init__(identified_estimand, test_significance=False, confidence_intervals=False, **kwargs)
+            self.folds, self.seed, self.max_iter = folds, seed, max_iter
+
+        def fit(self, data: pd.DataFrame, effect_modifier_names: list[str] | None = None):
+            self._set_effect_modifiers(data, [])
+            t = self._target_estimand.treatment_variable[0]
+            o = self._target_estimand.outcome_variable[0]
+            adjustment = list(self._target_estimand.get_adjustment_set() or [])
+            self.theta_, self.std_error_, self.n_, self.overlap_ = _crossfit(
+                data, t, o, adjustment, folds=self.folds, seed=self.seed, max_iter=self.max_iter)
+            self.symbolic_estimator = self.construct_symbolic_estimator(self._target_estimand)
+            return self
+
+        def estimate_effect(self, data: pd.DataFrame, treatment_value: Any = 1, control_value: Any = 0,
+                            target_units: Any = None, **_: Any):
+            estimate = CausalEstimate(
+                data=data, treatment_name=self._target_estimand.treatment_variable,
+                outcome_name=self._target_estimand.outcome_variable,
+                estimate=self.theta_ * (treatment_value - control_value), control_value=control_value,
+                treatment_value=treatment_value, conditional_estimates=None,
+                target_estimand=self._target_estimand, realized_estimand_expr=self.symbolic_estimator)
+            estimate.add_estimator(self)
+            return estimate
+
+        def construct_symbolic_estimator(self, estimand: Any) -> str:
+            return "partially linear DML: E[y - E[y|Z]] = θ (t - E[t|Z]), cross-fitted gradient boosting"
+
+    return PartiallyLinearDML
+
+
+def estimate_dml(
+    df: pd.DataFrame,
+    ident: Identification,
+    adjustment: Sequence[str] | None = None,
+    *,
+    alpha: float = 0.05,
+    folds: int = 5,
+    seed: int = 0,
+    max_iter: int = 100,
+) -> Estimate:
+    """Cross-fitted partialling-out double ML (Chernozhukov et al. 2018) through DoWhy.
+
+    Fits the partially linear model ``outcome = θ·treatment + g(adjustment) + ε``:
+    ``E[outcome | Z]`` and ``E[treatment | Z]`` are learned by OLS plus
+    gradient-boosted trees on its residuals (``HistGradientBoostingRegressor``,
+    seeded, ``max_iter`` rounds) on ``folds - 1`` folds and predicted on the held-out fold; ``θ`` is the
+    regression of outcome residuals on treatment residuals, with the usual
+    sandwich (heteroskedasticity-robust) standard error and normal CI. It runs
+    as a DoWhy ``CausalEstimator`` (``dowhy.causal_estimator.estimate_effect``
+    with the identified estimand and its backdoor set). EconML's ``LinearDML``
+    would do the same but pulls in numba, llvmlite, shap, lightgbm and sparse
+    (~70 MB of wheels); it is not a dependency. With an empty adjustment set
+    it reduces to OLS of the centred variables. ``Estimate.overlap`` is the
+    share of the treatment's variance left after its cross-fitted prediction
+    from the adjustment set: near 0 the treatment is (nonlinearly) a function
+    of its adjustment set and the edge is not identified without a
+    functional form.
+    """
+    import copy
+
+    from dowhy.causal_estimator import estimate_effect
+    from scipy import stats
+
+    if ident.estimand is None:
+        raise ConfigError(f"{ident.treatment} → {ident.outcome} is not identified: {ident.reason}")
+    t, o = ident.treatment, ident.outcome
+    adjustment = list(ident.adjustment if adjustment is None else adjustment)
+    frame = _float_frame(df, [t, o, *adjustment])
+    estimand = copy.deepcopy(ident.estimand)
+    estimand.set_backdoor_variables(adjustment, key="backdoor")
+    estimator = _dml_estimator_class()(estimand, folds=folds, seed=seed, max_iter=max_iter)
+    with quiet():
+        est = estimate_effect(frame, t, o, "backdoor", estimator, effect_modifiers=[], method_params={})
+    theta, std_error, n = float(est.value), estimator.std_error_, estimator.n_
     zcrit = float(stats.norm.ppf(1 - alpha / 2))
     p_value = float(2 * stats.norm.sf(abs(theta / std_error))) if std_error > 0 else float("nan")
-    return Estimate(theta, std_error, theta - zcrit * std_error, theta + zcrit * std_error, p_value, n)
+    return Estimate(theta, std_error, theta - zcrit * std_error, theta + zcrit * std_error, p_value, n,
+                    estimator.overlap_)
 
 
 def _float_frame(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:

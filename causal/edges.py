@@ -452,10 +452,9 @@ def fit_edges(
                                 f"of its adjustment set ({', '.join(ident.adjustment)}); vary its intervention "
                                 "independently of them"})
                 continue
-            if method == "linear":
-                est = _dowhy.estimate_linear(sub, ident, adjustment, alpha=alpha, se=se)
-            else:
-                est = _dowhy.estimate_dml(sub, ce.treatment, ce.outcome, adjustment, alpha=alpha, seed=seed + 101 * k)
+            linear = _dowhy.estimate_linear(sub, ident, adjustment, alpha=alpha, se=se)
+            est = linear if method == "linear" else _dowhy.estimate_dml(sub, ident, adjustment, alpha=alpha,
+                                                                       seed=seed + 101 * k)
             scale = float(sub[ce.treatment].std() / sub[ce.outcome].std()) if standardize else np.nan
             row = {
                 **base,
@@ -465,6 +464,10 @@ def fit_edges(
                 "adjustment": ",".join(adjustment), "dowhy_set": ",".join(ident.dowhy_set or ()),
                 "method": method, "adjust": adjust, "se": se if method == "linear" else "dml_sandwich",
             }
+            if method == "dml":  # the linear estimate beside it, for the disagreement flags
+                row.update({"linear_estimate": linear.estimate, "linear_ci_low": linear.ci_low,
+                            "linear_ci_high": linear.ci_high, "linear_p_value": linear.p_value,
+                            "overlap": est.overlap})
             if refute:
                 row.update(_dowhy.refute(sub, gid, ident, adjustment, seed=seed + 101 * k, simulations=refute_simulations))
             rows.append(row)
@@ -502,6 +505,14 @@ def _finish(summary: pd.DataFrame, config: FitConfig) -> pd.DataFrame:
         verdict(s, e, p, config.alpha)
         for s, e, p in zip(summary["expected_sign"], summary["estimate"], summary["p_adjusted"])
     ]
+    if "linear_p_value" in summary.columns:
+        # DML vs linear: opposite significant signs, or significant under one only
+        lin_p = adjust_pvalues(summary["linear_p_value"].to_numpy(dtype=float), config.correction)
+        lin_sig = lin_p < config.alpha
+        summary["linear_p_adjusted"] = lin_p
+        summary["disagree_sign"] = (summary["significant"] & lin_sig
+                                    & (np.sign(summary["estimate"]) != np.sign(summary["linear_estimate"])))
+        summary["disagree_significance"] = summary["significant"] != lin_sig
     summary["n"] = summary["n"].astype("int64")
     summary["n_null_dropped"] = summary["n_null_dropped"].astype("int64")
     rest = [c for c in summary.columns if c not in _ORDER]

@@ -160,9 +160,9 @@ def simulate_sweep(n: int, seed: int = 0, *, diverged_fraction: float = 0.06, pl
         ``implicit_reg`` and ``generalization`` (schema 1.0 style; nulls
         elsewhere). False: nulls everywhere (schema 2.0 style).
     nonlinear_confounding : bool
-        Convergence also depends on the learning rate through the same
-        saturating shape as sharpness: the sharpness → convergence edge is
-        then confounded nonlinearly.
+        Sharpness and convergence also share a U-shaped effect of the
+        learning rate: the sharpness → convergence edge is then confounded
+        nonlinearly (linear adjustment for ``log_lr`` cannot remove it).
     shift : mapping, optional
         Add to the true coefficient of some edges (an "altered generator").
 
@@ -251,8 +251,10 @@ def simulate_sweep(n: int, seed: int = 0, *, diverged_fraction: float = 0.06, pl
                        + 0.2 * col["log_lr"] + e())
     col["convergence"] = (book("convergence") + 0.5 * np.log2(steps) + 0.25 * np.log2(init_scale) + 0.2 * depth
                           + 0.2 * regression + e())
-    if nonlinear_confounding:
-        col["convergence"] = col["convergence"] + 1.2 * lr_shape ** 2 - 0.8 * lr_shape
+    if nonlinear_confounding:  # a U-shaped lr effect shared by sharpness and its child convergence
+        bump = 1.5 * (lr_shape**2 - 0.5)
+        col["sharpness"] = col["sharpness"] + bump
+        col["convergence"] = col["convergence"] + bump
     # generalization is R² or accuracy: another level and spread per task
     col["generalization"] = book("generalization") + 0.3 * regression + 0.5 * mnist + np.where(mnist > 0, e(0.15), e(0.3))
     col["deployment_risk"] = np.where(task == "teacher", book("deployment_risk") + e(0.3), np.nan)

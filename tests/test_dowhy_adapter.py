@@ -80,9 +80,16 @@ def test_dml_removes_nonlinear_confounding_that_ols_misses():
     t = z**2 + rng.normal(size=n)
     y = 0.5 * t + z**2 + rng.normal(size=n)
     df = pd.DataFrame({"t": t, "y": y, "z": z})
+    import networkx as nx
+
+    g = nx.DiGraph([("z", "t"), ("z", "y"), ("t", "y")])
+    for n in g:
+        g.nodes[n]["kind"] = "mediator"
+    ident = A.identify_direct(g, "t", "y")
+    assert ident.adjustment == ("z",)
     with A.single_threaded():
-        dml = A.estimate_dml(df, "t", "y", ["z"], seed=0)
-        again = A.estimate_dml(df, "t", "y", ["z"], seed=0)
+        dml = A.estimate_dml(df, ident, seed=0)  # a DoWhy CausalEstimator on the identified estimand
+        again = A.estimate_dml(df, ident, seed=0)
     assert dml == again
     assert dml.ci_low < 0.5 < dml.ci_high
     ols = sm.OLS(y, sm.add_constant(np.column_stack([t, z]))).fit()
