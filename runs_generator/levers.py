@@ -15,8 +15,8 @@ Two spaces (:data:`SPACES`, picked with ``--space`` / ``generate(space=...)``):
 * ``small`` (the default of ``udl generate`` and ``generate()``, so a command
   with nothing else given finishes in minutes on a laptop) — fast, for tests
   and the CPU demo: widths 8-64, depth 2-3, n_train 64-256, 20-50 epochs.
-* ``large`` — the reference atlas and GPU sweeps: widths 8-64
-  for both architectures, depth 2-4, n_train 128-4,000, batch 32-256 (no
+* ``large`` — the reference atlas and GPU sweeps: widths 16-64
+  for both architectures, depth 2-4, n_train 256-4,000, batch 32-256 (no
   full batch: 200 full-batch steps on 4,000 examples cost more than the rest
   of a run; full-batch GD is in the small space), 25-100 epochs. Its
   capacity range crosses the interpolation threshold (parameters = n_train x
@@ -309,11 +309,11 @@ class LeverSpace:
     version: str = "1"  # bump when a distribution changes: sweep manifests compare it
     name: str = "custom"
     #: optimizer -> (low, high) of its log-uniform learning-rate range
-    #: (measured on MNIST-1D MLP and CNN, n_train 1,024, 50 epochs: each range starts where training barely
-    #: moves in the budget and ends past divergence / collapse: SGD diverged at lr >= 1 (CNN), momentum
-    #: collapsed at 0.3, Adam trained up to 0.03)
-    lr_ranges: tuple[tuple[str, float, float], ...] = (("sgd", 1e-2, 3.0), ("momentum", 1e-3, 0.5),
-                                                      ("adam", 1e-4, 0.1))
+    #: (an lr grid on MNIST-1D MLP and CNN, n_train 1,024, 50 epochs: each range starts where training
+    #: barely moves in the budget and ends past divergence / collapse: SGD diverged at lr >= 1 (CNN),
+    #: momentum collapsed at 0.3, Adam still trained at 0.03)
+    lr_ranges: tuple[tuple[str, float, float], ...] = (("sgd", 2e-2, 3.0), ("momentum", 2e-3, 0.5),
+                                                      ("adam", 2e-4, 0.1))
     min_steps: int = 100  # the budget rule's floor (full-batch runs make one step per epoch)
     _by_name: dict[str, Lever] = field(init=False, repr=False, compare=False, hash=False)
 
@@ -509,7 +509,7 @@ def _levers(width: tuple[int, ...], depth: tuple[int, ...], batch: tuple, batch_
         Lever("lr", LogUniform(1e-4, 3.0), "float", 1e-6, 10.0, doc="learning rate (range per optimizer)"),
         Lever("batch_size", _C(batch, batch_w), "batch", 1, 1_000_000,
               doc="minibatch size, or 'full' for full-batch training (capped at n_train)"),
-        Lever("weight_decay", ZeroOrLogUniform(0.5, 1e-5, 1e-2), "float", 0.0, 1.0, doc="L2 weight decay"),
+        Lever("weight_decay", ZeroOrLogUniform(0.5, 1e-5, 1e-3), "float", 0.0, 1.0, doc="L2 weight decay"),
         Lever("dropout", _C((0.0, 0.1, 0.3)), "float", 0.0, 0.9, doc="dropout on hidden activations"),
         Lever("label_smoothing", _C((0.0, 0.1)), "float", 0.0, 0.5, doc="label smoothing (0 for regression)"),
         Lever("augmentation", _C((False, True)), "bool", doc="augment training inputs"),
@@ -536,8 +536,8 @@ SMALL_SPACE = LeverSpace(
 )
 #: the reference atlas and GPU sweeps (the default)
 LARGE_SPACE = LeverSpace(
-    levers=_levers(width=(8, 16, 32, 64), depth=(2, 3, 4), batch=(32, 64, 128, 256),
-                   batch_w=(1.0, 1.0, 1.0, 1.0), n_train=(128, 256, 512, 1024, 2048, 4000),
+    levers=_levers(width=(16, 32, 64), depth=(2, 3, 4), batch=(32, 64, 128, 256),
+                   batch_w=(1.0, 1.0, 1.0, 1.0), n_train=(256, 512, 1024, 2048, 4000),
                    epochs=(25, 50, 100)),
     version="2-large", name="large", min_steps=200,
 )
