@@ -81,6 +81,12 @@ def test_check_passes_on_reseeded_data_and_fails_on_a_flipped_sign(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASSED" in r.stdout
 
+    # a fit under other settings than the baseline's is refused, naming them
+    r = udl("check", paths["again"], "--baseline", baseline, "--adjust", "book", "--diverged", "include")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "adjust: baseline 'design', this fit 'book'" in r.stderr
+    assert "diverged: baseline 'exclude', this fit 'include'" in r.stderr
+
     out = tmp_path / "check.csv"
     r = udl("check", paths["flipped"], "--baseline", baseline, "--out", out)
     assert r.returncode == 1, r.stdout + r.stderr
