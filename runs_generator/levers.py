@@ -44,7 +44,8 @@ lever                     resolution
 ``steps``                 the budget rule: ``max(min_steps, ceil(epochs x n_train /
                           batch))``; epochs are drawn, so training length is tied
                           to passes over the data, not to n_train
-``label_smoothing``       0 for regression (there are no classes to smooth)
+``label_smoothing``       0 unless the loss is cross-entropy (regression has no
+                          classes; the Brier score is trained on hard targets)
 ``noise_dist``            ``gaussian`` for classification (label noise has no
                           distribution; kept constant so the column is not noise)
 ========================  ==========================================================
@@ -408,9 +409,14 @@ class LeverSpace:
         else:  # the loss lever's own uniform picks among the allowed losses
             u_loss = float(self.uniforms(seed, index)[self.names.index("loss")])
             v["loss"] = losses[min(int(u_loss * len(losses)), len(losses) - 1)]
-        if v["problem"] == "regression":
+        if v["loss"] != "cross_entropy":  # only cross-entropy smooths its targets
+            if "label_smoothing" in forced and v["label_smoothing"] != 0:
+                raise ConfigError(
+                    f"run {index}: label_smoothing={v['label_smoothing']} only acts on loss='cross_entropy', but "
+                    f"loss={v['loss']!r}; add fix loss=cross_entropy"
+                )
             v["label_smoothing"] = 0.0
-        else:
+        if v["problem"] == "classification":
             v["noise_dist"] = "gaussian"
         u = self.uniforms(seed, index)
         if "lr" not in forced:  # the lr lever's own uniform, on the optimizer's range
@@ -511,7 +517,7 @@ def _levers(width: tuple[int, ...], depth: tuple[int, ...], batch: tuple, batch_
               doc="minibatch size, or 'full' for full-batch training (capped at n_train)"),
         Lever("weight_decay", ZeroOrLogUniform(0.5, 1e-5, 1e-3), "float", 0.0, 1.0, doc="L2 weight decay"),
         Lever("dropout", _C((0.0, 0.1, 0.3)), "float", 0.0, 0.9, doc="dropout on hidden activations"),
-        Lever("label_smoothing", _C((0.0, 0.1)), "float", 0.0, 0.5, doc="label smoothing (0 for regression)"),
+        Lever("label_smoothing", _C((0.0, 0.1)), "float", 0.0, 0.5, doc="label smoothing (0 unless loss is cross_entropy)"),
         Lever("augmentation", _C((False, True)), "bool", doc="augment training inputs"),
         Lever("early_stopping", _C((False, True)), "bool", doc="keep the best-validation checkpoint"),
         Lever("normalization", _C(("none", "batch", "layer")), "str", choices=("none", "batch", "layer"),

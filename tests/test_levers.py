@@ -91,6 +91,8 @@ def test_resolved_levers_are_independent_within_their_stratum():
     assert {c.loss for c in reg} == {"mse", "l1"} and all(c.label_smoothing == 0 for c in reg)
     # l1 is not offered for classes (it trains one-hot targets to an all-zero output)
     assert {c.loss for c in cls} == {"cross_entropy", "mse"} and {c.noise_dist for c in cls} == {"gaussian"}
+    assert all(c.label_smoothing == 0 for c in cls if c.loss == "mse")  # smoothing acts on cross-entropy only
+    assert {c.label_smoothing for c in cls if c.loss == "cross_entropy"} == {0.0, 0.1}
     # within regression runs, loss and noise_dist are independent draws
     x = np.array([c.loss == "mse" for c in reg], float)
     y = np.array([c.noise_dist == "laplace" for c in reg], float)
@@ -164,6 +166,9 @@ def test_inapplicable_overrides_say_what_to_fix():
         S.draw(0, 0, o)
     o = S.overrides(fix={"loss": "cross_entropy", "task": "teacher", "problem": "regression"})
     with pytest.raises(ConfigError, match="problem=classification"):
+        S.draw(0, 0, o)
+    o = S.overrides(fix={"loss": "mse", "task": "mnist1d", "label_smoothing": 0.1})
+    with pytest.raises(ConfigError, match="loss=cross_entropy"):
         S.draw(0, 0, o)
     with pytest.raises(ConfigError, match="malformed"):
         parse_assignment("lr", multi=False)
