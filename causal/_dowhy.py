@@ -491,8 +491,9 @@ def estimate_dml(
     (~70 MB of wheels); it is not a dependency. With an empty adjustment set
     it reduces to OLS of the centred variables. ``Estimate.overlap`` is the
     share of the treatment's variance left after its cross-fitted prediction
-    from the adjustment set: near 0 the treatment is (nonlinearly) a function
-    of its adjustment set and the edge is not identified without a
+    from the adjustment set (about 1, or a little above from prediction
+    noise, for a randomized lever): near 0 the treatment is (nonlinearly) a
+    function of its adjustment set and the edge is not identified without a
     functional form.
     """
     import copy

@@ -36,7 +36,12 @@ For every column edge ``t → o`` of the graph whose columns are in the table,
    (:func:`causal.regression.adjust_pvalues`: Holm by default).
 
 Every summary row records ``adjust``, ``method``, ``se``, ``adjustment``
-(the columns used) and ``dowhy_set``.
+(the columns used) and ``dowhy_set``. ``method="dml"`` adds the linear
+estimate beside the DML one (``linear_*``), the flags ``disagree_sign`` and
+``disagree_significance``, and ``overlap`` (the share of the treatment's
+variance its adjustment set leaves; near 0 the edge rests on the linear form).
+``by="task"`` (any categorical column) adds per-stratum fits and a
+heterogeneity table (:mod:`causal.strata`).
 
 Verdicts (``alpha`` applies to ``p_adjusted``)
 ----------------------------------------------

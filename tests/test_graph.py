@@ -51,3 +51,30 @@ def test_dot_export_lists_every_edge_and_node():
         nodes = set(re.findall(r'^\s+"([^"]+)" \[shape', dot, flags=re.M))
         assert nodes == set(g.nodes)
     assert 'style=dashed' in BOOK_DAG.to_dot("concept")  # the moderation
+
+
+def test_design_graph_adds_raw_levers_computed_columns_and_lever_effects():
+    from causal.design import COMPUTED, RAW_LEVERS, design_graph, encode_design, intervention_levers
+
+    g = design_graph(BOOK_DAG.column_graph(), list(RAW_LEVERS))
+    import networkx as nx
+
+    assert nx.is_directed_acyclic_graph(g)
+    mediators = [n for n, k in g.nodes(data="kind") if k in ("mediator", "outcome")]
+    for comp in COMPUTED.values():
+        for lever in (*comp.intervention, *comp.confounders):
+            assert g.has_edge(lever, comp.column), (lever, comp.column)
+    for lever in intervention_levers():  # an intervention acts only through the column that stands for it
+        assert not any(g.has_edge(lever, m) for m in mediators), lever
+    for lever in ("depth", "task", "problem", "noise_dist", "steps"):
+        assert all(g.has_edge(lever, m) for m in mediators), lever
+    assert all(g.has_edge("capacity", m) for m in mediators)  # book levers: possible causes of every mediator
+    assert g.has_edge("task", "problem") and g.has_edge("problem", "loss")
+    # the encoding: contrasts, log2 and notes for absent levers; epochs stands for steps in schema 2.0
+    import pandas as pd
+
+    enc = encode_design(pd.DataFrame({"task": ["teacher", "mnist1d"] * 2, "init_scale": [0.5, 2.0, 1.0, 4.0],
+                                      "steps": [100, 200, 100, 200], "epochs": [20.0, 50.0, 20.0, 50.0]}))
+    assert enc.columns == {"task": ("task_mnist1d",), "init_scale": ("log2_init_scale",), "epochs": ("log2_epochs",)}
+    assert enc.frame["log2_init_scale"].tolist() == [-1.0, 1.0, 0.0, 2.0]
+    assert "epochs" in enc.notes["steps"] and "absent" in enc.notes["depth"]
