@@ -67,7 +67,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from causal.errors import ConfigError, SchemaError
+from causal.errors import ConfigError
 from causal.graph import BOOK_DAG, CausalGraph
 from causal.prepare import Adjust, Diverged
 from causal.regression import StdErr, adjust_pvalues, ols

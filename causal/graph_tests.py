@@ -81,7 +81,7 @@ from causal.graph import BOOK_DAG, CausalGraph
 from causal.mediate import usable_columns
 from causal.regression import adjust_pvalues, check_correction, ols
 from causal.results import Result, format_table
-from causal.variables import CONTRAST_COLUMNS, add_contrasts
+from causal.variables import CONTRAST_COLUMNS
 
 __all__ = ["FalsifyResult", "falsify", "implications"]
 
