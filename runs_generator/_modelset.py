@@ -110,13 +110,13 @@ class ModelSet:
                 changes[f.name] = [v[i] for i in idx]
         return replace(self, **changes)
 
-    def noise_streams(self) -> "ModelStreams":
-        """Fresh per-model dropout / augmentation streams (:mod:`runs_generator._noise`)."""
-        from runs_generator._noise import ModelStreams
+    def noise_streams(self):
+        """Fresh per-model dropout / augmentation streams (:func:`runs_generator._noise.make_streams`)."""
+        from runs_generator._noise import make_streams
 
         drop = [i for i, c in enumerate(self.run_of_model) if self.configs[c].dropout > 0]
         aug = [i for i, c in enumerate(self.run_of_model) if self.configs[c].augmentation]
-        return ModelStreams(self.noise_seeds, self.batch, self.device, drop, aug)
+        return make_streams(self.noise_seeds, self.batch, self.device, drop, aug)
 
     def rowmask(self, counts: torch.Tensor, n: int) -> torch.Tensor | None:
         """(R, n) 1/0 mask of real rows, or None when every model fills all n rows."""

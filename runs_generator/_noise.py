@@ -13,10 +13,21 @@ the model's ``(rows, *input_shape)``), then the signal shift (``randint`` of
 (``rand`` of ``(rows, width)`` for an MLP, ``(rows, channels, length)`` for a
 CNN). Models without augmentation or dropout draw nothing.
 
-Cost: one small draw per model and layer (a Python loop over the models of a
-chunk). On CPU this costs the same as one big ``torch.rand`` (the Mersenne
-Twister is serial either way); on CUDA it is one kernel launch per model and
-layer.
+Two implementations with the same interface and the same guarantees:
+
+* :class:`ModelStreams` (the CPU default): one ``torch.Generator`` per model
+  and one small draw per model and layer (a Python loop over the models of a
+  chunk). On CPU this costs the same as one big ``torch.rand`` (the Mersenne
+  Twister is serial either way).
+* :class:`CounterStreams` (the CUDA default): a counter-based generator, the
+  splitmix64 hash of (model seed, position in the model's stream), computed
+  for every model at once in integer tensor arithmetic: no per-model kernel
+  launch (thousands of models share a chunk on a GPU), and the same values on
+  every device.
+
+:func:`make_streams` picks one (``kind='auto'``: counter on CUDA, generator
+on CPU); the naive engine uses the same kind as the batched one, so the two
+agree draw for draw.
 """
 
 from __future__ import annotations
@@ -25,7 +36,23 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["ModelStreams"]
+__all__ = ["ModelStreams", "CounterStreams", "make_streams", "NOISE_KIND"]
+
+#: 'auto' (counter streams on CUDA, torch generators on CPU), 'generator' or 'counter'
+NOISE_KIND = "auto"
+
+
+def make_streams(seeds: Sequence[int], rows: Sequence[int], device: torch.device,
+                 dropout_models: Sequence[int] | None = None, augment_models: Sequence[int] | None = None,
+                 kind: str | None = None):
+    """Per-model noise streams of the configured kind (:data:`NOISE_KIND` unless ``kind`` is given)."""
+    kind = kind or NOISE_KIND
+    if kind == "auto":
+        kind = "counter" if torch.device(device).type == "cuda" else "generator"
+    cls = {"generator": ModelStreams, "counter": CounterStreams}.get(kind)
+    if cls is None:
+        raise ValueError(f"noise stream kind must be 'auto', 'generator' or 'counter'; got {kind!r}")
+    return cls(seeds, rows, device, dropout_models, augment_models)
 
 
 class ModelStreams:
@@ -84,3 +111,82 @@ class ModelStreams:
             else:
                 out[r, :b] = torch.rand((b, f.shape[2]), generator=self.gens[r], device=f.device, dtype=f.dtype)
         return out
+
+
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64 (splitmix64's increment)
+_M1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+_M2 = -7723592293110705685  # 0x94D049BB133111EB
+
+
+def _splitmix(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finalizer on int64 tensors (wrapping multiplication; logical shifts by masking)."""
+    x = x ^ ((x >> 30) & ((1 << 34) - 1))
+    x = x * _M1
+    x = x ^ ((x >> 27) & ((1 << 37) - 1))
+    x = x * _M2
+    return x ^ ((x >> 31) & ((1 << 33) - 1))
+
+
+class CounterStreams:
+    """Counter-based per-model streams: uniform = hash(model seed, position in the model's stream).
+
+    Each model's stream position advances by the number of values it draws,
+    in its own canonical per-example layout (as :class:`ModelStreams`), so the
+    values depend only on the model's seed and its own draws. 24-bit uniforms
+    in (0, 1); normals by Box-Muller from two uniforms per value.
+    """
+
+    def __init__(self, seeds: Sequence[int], rows: Sequence[int], device: torch.device,
+                 dropout_models: Sequence[int] | None = None, augment_models: Sequence[int] | None = None):
+        self.device = torch.device(device)
+        self.rows = [int(b) for b in rows]
+        r = len(self.rows)
+        self.seed = torch.tensor([int(s) & ((1 << 63) - 1) for s in seeds], dtype=torch.int64, device=self.device)
+        self.rows_t = torch.tensor(self.rows, dtype=torch.int64, device=self.device)
+        self.offset = torch.zeros(r, dtype=torch.int64, device=self.device)
+        every = list(range(r))
+        self.dropout_models = every if dropout_models is None else list(dropout_models)
+        self.augment_models = every if augment_models is None else list(augment_models)
+        self._drop = self._mask(self.dropout_models)
+        self._aug = self._mask(self.augment_models)
+
+    def _mask(self, models: Sequence[int]) -> torch.Tensor:
+        m = torch.zeros(len(self.rows), dtype=torch.bool)
+        m[list(models)] = True
+        return m.to(self.device)
+
+    def _uniform(self, b_max: int, per_example: tuple[int, ...], who: torch.Tensor, dtype: torch.dtype):
+        """Uniforms (R, B_max, *per_example) and the mask of drawn entries (R, B_max, 1...)."""
+        r, s = len(self.rows), 1
+        for d in per_example:
+            s *= d
+        idx = torch.arange(b_max * s, device=self.device, dtype=torch.int64).view(1, b_max, *per_example)
+        lead = (r,) + (1,) * (len(per_example) + 1)
+        x = _splitmix(self.seed.view(lead) + (self.offset.view(lead) + idx) * _GOLDEN)
+        u = (((x >> 40) & 0xFFFFFF).to(dtype) + 0.5) * 2.0**-24
+        valid = torch.arange(b_max, device=self.device).view(1, b_max) < self.rows_t.view(r, 1)
+        valid = (valid & who.view(r, 1)).view(r, b_max, *([1] * len(per_example)))
+        self.offset += torch.where(who, self.rows_t * s, torch.zeros_like(self.rows_t))
+        return u, valid
+
+    def jitter(self, x: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like ``x`` (R, B, *in); zero for models without augmentation."""
+        u, valid = self._uniform(x.shape[1], (2, *x.shape[2:]), self._aug, x.dtype)
+        z = torch.sqrt(-2.0 * torch.log(u[:, :, 0])) * torch.cos(2.0 * torch.pi * u[:, :, 1])
+        return torch.where(valid.squeeze(2), z, torch.zeros_like(z))
+
+    def shifts(self, b_max: int, low: int, high: int) -> torch.Tensor:
+        """Integer shifts in ``[low, high]`` of shape (R, B_max, 1); zero for models without augmentation."""
+        u, valid = self._uniform(b_max, (1,), self._aug, torch.float64)
+        s = (u * (high - low + 1)).floor().to(torch.int64) + low
+        return torch.where(valid, s, torch.zeros_like(s))
+
+    def hidden_uniform(self, f: torch.Tensor, cnn: bool, b_max: int) -> torch.Tensor:
+        """Uniforms shaped like a hidden map ``f`` for models with dropout (others get 0, i.e. keep)."""
+        if cnn:
+            r, c, n = f.shape
+            u, valid = self._uniform(b_max, (c, n // b_max), self._drop, f.dtype)  # (R, B, C, L)
+            u = torch.where(valid, u, torch.zeros_like(u))
+            return u.permute(0, 2, 1, 3).reshape(r, c, n)
+        u, valid = self._uniform(b_max, (f.shape[2],), self._drop, f.dtype)
+        return torch.where(valid, u, torch.zeros_like(u))

@@ -452,10 +452,11 @@ class NaiveNet(nn.Module):
     """One model as a plain ``nn.Module`` (the naive engine's reference)."""
 
     def __init__(self, spec: ArchSpec, params: dict[str, torch.Tensor], residual: bool, dropout: float,
-                 generator: torch.Generator | None = None):
+                 noise=None):
         super().__init__()
         self.spec, self.residual = spec, residual
-        self.p, self.generator = float(dropout), generator  # dropout masks: this model's own stream
+        # dropout masks: this model's own stream (runs_generator._noise, one model), or torch's global RNG
+        self.p, self.noise = float(dropout), noise
         self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
         has_bias = spec.normalization != "batch"
         for i in range(spec.depth):
@@ -488,6 +489,17 @@ class NaiveNet(nn.Module):
         self.head.bias.data = params["bo"].detach().clone()
         self.to(params["wo"].dtype)
 
+    def _dropout_uniform(self, f: torch.Tensor) -> torch.Tensor:
+        """Uniforms for (B, W) or (B, C, L) activations, drawn as the stacked engine draws them."""
+        if self.noise is None:
+            return torch.rand_like(f)
+        b = f.shape[0]
+        if self.spec.arch == "mlp":
+            return self.noise.hidden_uniform(f.unsqueeze(0), False, b)[0]
+        c, length = f.shape[1], f.shape[2]
+        u = self.noise.hidden_uniform(f.transpose(0, 1).reshape(1, c, b * length), True, b)  # channels-first
+        return u[0].view(c, b, length).transpose(0, 1)
+
     def _norm(self, i: int, z: torch.Tensor) -> torch.Tensor:
         return self.norms[i](z)
 
@@ -495,10 +507,9 @@ class NaiveNet(nn.Module):
         h = x.reshape(x.shape[0], -1) if self.spec.arch == "mlp" else x.reshape(x.shape[0], 1, -1)
         for i, lin in enumerate(self.layers):
             f = torch.relu(self._norm(i, lin(h)))
-            if self.training and self.p > 0:  # (B, W) or (B, C, L): the per-model draw of runs_generator._noise
+            if self.training and self.p > 0:
                 keep = 1.0 - self.p
-                u = torch.rand(f.shape, generator=self.generator, device=f.device, dtype=f.dtype)
-                f = f * (u < keep) / keep
+                f = f * (self._dropout_uniform(f) < keep) / keep
             h = h + f if (self.residual and i > 0) else f
         if self.spec.arch == "cnn":
             h = h.transpose(1, 2)  # (B, L', W): position-major flatten like the stacked form

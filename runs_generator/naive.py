@@ -17,6 +17,7 @@ import torch
 
 from runs_generator._data import eval_steps, implicit_window
 from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, MOMENTUM, ModelSet, build_model_set
+from runs_generator._noise import make_streams
 from runs_generator._results import EXPLODE_FACTOR, TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
 from runs_generator.models import NaiveNet, init_params, stack_modules
@@ -49,8 +50,8 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
     idx_all = ms.minibatch_indices()
     nets, implicit, bad_steps = [], [], []
     for k in range(ms.r):
-        gen = torch.Generator(device=device).manual_seed(ms.noise_seeds[k])  # as runs_generator._noise
-        net = NaiveNet(ms.spec, {n: v[k] for n, v in init.items()}, config.residual, config.dropout, gen).to(device)
+        noise = make_streams([ms.noise_seeds[k]], [ms.batch[k]], device)  # the batched engine's streams, R = 1
+        net = NaiveNet(ms.spec, {n: v[k] for n, v in init.items()}, config.residual, config.dropout, noise).to(device)
         if config.optimizer == "adam":
             opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         else:
@@ -69,9 +70,9 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
             it = idx[t % idx.shape[0]]
             xb, yb = x[it], y[it]
             if config.augmentation:
-                xa = xb + AUG_JITTER * torch.randn(xb.shape, generator=gen, device=device, dtype=xb.dtype)
+                xa = xb + AUG_JITTER * noise.jitter(xb.unsqueeze(0))[0]
                 if config.task == "mnist1d":
-                    s = torch.randint(-AUG_MAX_SHIFT, AUG_MAX_SHIFT + 1, (xb.shape[0], 1), generator=gen, device=device)
+                    s = noise.shifts(xb.shape[0], -AUG_MAX_SHIFT, AUG_MAX_SHIFT)[0]  # (B, 1)
                     xa = xa.gather(-1, (torch.arange(xb.shape[-1], device=device) - s) % xb.shape[-1])
                 xb = xa
             opt.zero_grad(set_to_none=True)

@@ -350,15 +350,20 @@ def _assert_same_metrics(a, b, where: str) -> None:
     assert a.diverged == b.diverged, where
 
 
-@pytest.mark.parametrize("device", [
-    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))])
-def test_row_depends_only_on_config_and_seed(device: str) -> None:
+@pytest.mark.parametrize("device,kind", [
+    ("cpu", "generator"), ("cpu", "counter"),
+    pytest.param("cuda", "auto", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_row_depends_only_on_config_and_seed(device: str, kind: str, monkeypatch) -> None:
     """A run's metrics are the same alone, in one chunk with every other run, and with the naive engine.
 
     Every random stream (init, minibatches, dropout, augmentation, Hessian start)
     is per run and replica, so grouping cannot change a row (float64: only
-    summation order differs).
+    summation order differs). Both noise-stream kinds (torch generators, the
+    CPU default; counter-based, the CUDA default).
     """
+    from runs_generator import _noise
+
+    monkeypatch.setattr(_noise, "NOISE_KIND", kind)
     cfgs, data = _noisy_runs()
     together = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device)
     reverse = train_runs(cfgs[::-1], data[::-1], dtype=torch.float64, chunk_size=8, device=device)[::-1]
@@ -369,3 +374,19 @@ def test_row_depends_only_on_config_and_seed(device: str) -> None:
     naive = train_runs(cfgs[::3], data[::3], engine="naive", dtype=torch.float64, device=device)
     for c, a, b in zip(cfgs[::3], naive, together[::3]):
         _assert_same_metrics(a, b, f"run {c.run_index}: naive vs batched")
+
+
+def test_counter_streams_have_the_right_distributions_and_ignore_padding() -> None:
+    from runs_generator._noise import CounterStreams
+
+    big = CounterStreams([7, 8], [300, 200], torch.device("cpu"))
+    z = big.jitter(torch.zeros(2, 300, 40, dtype=torch.float64))
+    assert abs(float(z[0].mean())) < 0.02 and float(z[0].std()) == pytest.approx(1.0, abs=0.02)
+    assert float(z[1, 200:].abs().max()) == 0.0  # padded rows draw nothing
+    u = big.hidden_uniform(torch.zeros(2, 300, 64, dtype=torch.float64), False, 300)
+    assert float(u[0].mean()) == pytest.approx(0.5, abs=0.01) and 0 < float(u[0].min()) and float(u[0].max()) < 1
+    s = big.shifts(300, -4, 4)
+    assert set(s[0].flatten().tolist()) == set(range(-4, 5))
+    # model 1's values do not depend on model 0 or on the padded batch size
+    alone = CounterStreams([8], [200], torch.device("cpu"))
+    torch.testing.assert_close(alone.jitter(torch.zeros(1, 200, 40, dtype=torch.float64))[0], z[1, :200])
