@@ -7,7 +7,7 @@ domain (what an override may set). :class:`LeverSpace` draws every lever of a ru
 the declared lever order, and each lever maps its own uniform through its
 inverse CDF. So the same seed always yields the same configurations, and holding
 one lever fixed (``fix``) or cycling it (``vary``) leaves every other lever's
-draw unchanged. New levers must be appended at the end of :data:`DEFAULT_SPACE`
+draw unchanged. New levers must be appended at the end of :func:`_levers`
 to keep old sweeps reproducible.
 
 Two spaces (:data:`SPACES`, picked with ``--space`` / ``generate(space=...)``):
@@ -60,6 +60,11 @@ on a regression run) is refused with a :class:`~causal.errors.ConfigError` that
 says which other lever to fix. Fixing ``steps`` overrides the budget rule
 (``epochs`` is then the realized ``steps x batch / n_train``); fixing ``lr`` uses
 that rate for every optimizer.
+
+For the analysis: ``log_lr`` depends on ``optimizer``, ``label_smoothing`` on
+``loss`` and ``problem``, and ``steps`` on ``epochs``, ``n_train`` and the batch
+size by construction; the randomized roots are ``optimizer``, the lr lever's
+own uniform, ``loss``, ``epochs``, ``n_train`` and ``batch_size``.
 
 ``vary`` lays the varied levers out as a full factorial over run indices: the
 first varied lever (in lever order) cycles fastest, ``values[i % n1]``, the next
