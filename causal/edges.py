@@ -549,7 +549,7 @@ def _moderation(
     se = "hc3" if config.method == "dml" else config.se
     for name, flag in (("under", 0.0), ("over", 1.0)):
         part = frame[frame["_over"] == flag]
-        adj = [c for c in adjustment if part[c].nunique() > 1]
+        adj = _independent(part, "capacity", [c for c in adjustment if part[c].nunique() > 1])[0]
         if len(part) < len(adj) + 5 or part["capacity"].nunique() < 2:
             continue
         fit = ols(part["variance"].to_numpy(), part[["capacity", *adj]].to_numpy(), se=se, alpha=config.alpha)
@@ -557,7 +557,9 @@ def _moderation(
                     "ci_low": fit.ci_low[0], "ci_high": fit.ci_high[0], "p_value": fit.p_value[0], "n": len(part),
                     "expected_sign": edge2.regime_signs.get(name, edge2.sign).value})
     if frame["_over"].nunique() == 2:
-        x = frame[["capacity", "_over", *[c for c in adjustment if frame[c].nunique() > 1]]].copy()
+        keep = _independent(frame.assign(_cx=frame["capacity"] * frame["_over"]), "_cx",
+                            ["capacity", "_over", *[c for c in adjustment if frame[c].nunique() > 1]])[0]
+        x = frame[keep].copy()
         x["capacity_x_over"] = x["capacity"] * x["_over"]
         x = x[["capacity_x_over", *[c for c in x.columns if c != "capacity_x_over"]]]
         fit = ols(frame["variance"].to_numpy(), x.to_numpy(), se=se, alpha=config.alpha)

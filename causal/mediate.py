@@ -174,25 +174,36 @@ class LinearSEM:
         return np.linalg.inv(eye - self.coef) - eye, np.linalg.inv(eye - self.boot) - eye
 
     @classmethod
-    def fit(cls, data: pd.DataFrame, equations: dict[str, list[str]], *, n_boot: int, seed: int,
-            totals: dict[tuple[str, str], list[str]] | None = None) -> LinearSEM:
-        """Fit each ``column: regressors`` equation; ``data`` must be complete and numeric.
+    def fit(cls, data: pd.DataFrame, equations: dict[str, list[tuple[list[str], list[str]]]], *, n_boot: int,
+            seed: int, totals: dict[tuple[str, str], list[str]] | None = None) -> LinearSEM:
+        """Fit each node's regressions; ``data`` must be complete and numeric.
 
-        ``totals`` maps ``(source, target)`` to the columns adjusted for in a
-        direct regression of ``target`` on ``source`` (the randomized total effect).
+        ``equations`` maps a column to its regressions, each ``(regressors,
+        kept)``: the coefficients of ``kept`` (a subset of ``regressors``) are
+        taken from that regression. ``totals`` maps ``(source, target)`` to the
+        columns adjusted for in a direct regression of ``target`` on
+        ``source`` (the randomized total effect).
         """
         totals = dict(totals or {})
-        nodes = tuple(dict.fromkeys([*equations, *(c for r in equations.values() for c in r)]))
+        cols = [c for regs in equations.values() for r, _ in regs for c in r]
+        nodes = tuple(dict.fromkeys([*equations, *cols]))
         k, n = len(nodes), len(data)
         pos = {v: i for i, v in enumerate(nodes)}
         values = data[list(nodes)].to_numpy(dtype="float64")
         coef = np.zeros((k, k))
         se = np.full((k, k), np.nan)
-        parents = {v: [pos[u] for u in regs] for v, regs in equations.items() if regs}
-        for v, idx in parents.items():
-            fit = ols(values[:, pos[v]], values[:, idx], se=DEFAULT_SE)
-            coef[idx, pos[v]] = fit.params
-            se[idx, pos[v]] = fit.std_error
+        # (target index, regressor indices, positions kept within them, their node indices)
+        fits = []
+        for v, regs in equations.items():
+            for r, kept in regs:
+                if r and kept:
+                    idx = [pos[u] for u in r]
+                    at = [r.index(u) for u in kept]
+                    fits.append((pos[v], idx, at, [pos[u] for u in kept]))
+        for j, idx, at, dst in fits:
+            fit = ols(values[:, j], values[:, idx], se=DEFAULT_SE)
+            coef[dst, j] = fit.params[at]
+            se[dst, j] = fit.std_error[at]
         tot_x = {key: data[[key[0], *adj]].to_numpy(dtype="float64") for key, adj in totals.items()}
         tot_y = {key: data[key[1]].to_numpy(dtype="float64") for key in totals}
         tot = {key: (float(weighted_ols(tot_x[key], tot_y[key], np.ones((1, n)))[0, 0]), np.zeros(n_boot))
@@ -202,8 +213,8 @@ class LinearSEM:
         start = 0
         for counts in bootstrap_counts(n, n_boot, rng):
             stop = start + counts.shape[0]
-            for v, idx in parents.items():
-                boot[start:stop, idx, pos[v]] = weighted_ols(values[:, idx], values[:, pos[v]], counts)
+            for j, idx, at, dst in fits:
+                boot[start:stop, dst, j] = weighted_ols(values[:, idx], values[:, j], counts)[:, at]
             for key in totals:
                 tot[key][1][start:stop] = weighted_ols(tot_x[key], tot_y[key], counts)[:, 0]
             start = stop
@@ -470,7 +481,7 @@ _RANDOMIZED = ("lever", "context", "design")
 def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: CausalGraph, n_boot: int, seed: int,
                alpha: float, adjust: str, diverged: str) -> tuple[dict[tuple[str, ...], MediationResult], Any]:
     from causal._dowhy import is_valid_direct_adjustment
-    from causal.design import COMPUTED
+    from causal.design import COMPUTED, intervention_levers
     from causal.prepare import prepare
 
     _check_options(n_boot, alpha)
@@ -495,7 +506,7 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
     paths = [p for p in paths if " -> ".join(p) not in skipped]
     for target in dict.fromkeys(p[-1] for p in paths):
         nodes = (nx.ancestors(gid, target) | {target}) - latent
-        equations = {}
+        equations: dict[str, list[str]] = {}
         for v in nodes:
             if gid.nodes[v].get("kind") in _RANDOMIZED:
                 continue
@@ -509,8 +520,9 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
                 adj = [n for n, k in gid.nodes(data="kind") if k in _RANDOMIZED and n != src and n not in skip
                        and n not in nx.descendants(gid, src)]
                 totals[(src, target)] = [c for c in prep.expand(adj) if c != src]
+        interventions_all = prep.expand([lv for lv in intervention_levers() if lv in prep.columns])
         cols = list(dict.fromkeys([*equations, *(c for r in equations.values() for c in r),
-                                   *(c for r in totals.values() for c in r)]))
+                                   *(c for r in totals.values() for c in r), *interventions_all]))
         frame = prep.numeric[cols].dropna()
         if len(frame) < len(cols) + 3:
             raise SchemaError(
@@ -518,11 +530,23 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
                 f"({', '.join(cols)}); drop rows or columns with missing values"
             )
         frame = frame.loc[:, [c for c in cols if frame[c].nunique() > 1 or c in equations]]
-        equations = {v: _independent_columns(frame, [r for r in regs if r in frame.columns])
-                     for v, regs in equations.items()}
+        # as in fit_edges: a mediator parent's coefficient also adjusts for every raw lever (interventions
+        # too: the loss, the signed init scale); a lever parent's does not (its intervention is the treatment)
+        interventions = prep.expand([lv for lv in intervention_levers() if lv in prep.columns])
+        regressions: dict[str, list[tuple[list[str], list[str]]]] = {}
+        for v, regs in equations.items():
+            base = _independent_columns(frame, [r for r in regs if r in frame.columns])
+            mediators = [r for r in base if r in gid and gid.nodes[r].get("kind") not in _RANDOMIZED]
+            extra = [c for c in interventions if c in frame.columns and c not in base]
+            if mediators and extra:
+                wide = _independent_columns(frame, [*base, *extra])
+                regressions[v] = [(base, [r for r in base if r not in mediators]),
+                                  (wide, [r for r in mediators if r in wide])]
+            else:
+                regressions[v] = [(base, base)]
         totals = {k: _independent_columns(frame, [k[0], *[c for c in adj if c in frame.columns]])[1:]
                   for k, adj in totals.items()}
-        sem = LinearSEM.fit(frame, equations, n_boot=n_boot, seed=seed, totals=totals)
+        sem = LinearSEM.fit(frame, regressions, n_boot=n_boot, seed=seed, totals=totals)
         omitted = {c: r for c, r in dropped.items() if c in nx.ancestors(full, target)}
         for p in paths:
             if p[-1] == target:

@@ -3,7 +3,7 @@
 :func:`simulate_sweep` draws a runs table the way the generator does
 (``runs_generator.levers``): raw levers are randomized (``task``, ``problem``,
 ``arch``, ``width``, ``depth``, ``loss``, ``init_scale``, ``lr``, batch size,
-``n_train``, ``noise``, ``noise_dist``, ``steps`` ...) and resolved like the
+``n_train``, ``noise``, ``noise_dist``, ``epochs`` ...) and resolved like the
 generator resolves them (mnist1d is classification, a CNN only on mnist1d,
 label smoothing 0 for regression, batch capped at ``n_train``); the book's
 columns are *computed* from them (``capacity`` from width, depth, arch and the
@@ -11,14 +11,16 @@ task's inputs/outputs; ``inductive_bias``; ``loss_matched``; ``init_quality`` =
 -|log2 init_scale|; ``log_batch``; ...). Then, unlike the book's graph:
 
 * raw levers act on mediators directly (depth on gradient stability and
-  sharpness, the signed init scale and steps on convergence, the loss on
+  sharpness, the signed init scale and the epoch budget on convergence, the loss on
   sharpness and variance, the task and the problem on bias² and variance);
 * mediators are nonlinear in the levers: sharpness saturates in the learning
   rate (tanh), gradient stability has the |log| shape of ``init_quality``,
   implicit regularization saturates in depth;
 * a fraction of runs diverge (``diverged = 1``, more often at high learning
   rate and bad init): their mediators and outcomes are null or capped
-  placeholders, as in schema 1.0 tables;
+  placeholders, as in schema 1.0 tables; ``gradient_stability`` is null at
+  depth 1 (schema 2.0); training length follows schema 2.0's budget rule
+  (``epochs`` drawn, ``steps`` computed from it, ``n_train`` and the batch);
 * effects differ across ``task`` (``residual → gradient_stability`` is larger
   on teacher, ``normalization_batch → sharpness`` flips sign, generalization
   has a different level and noise per task).
@@ -206,7 +208,9 @@ def simulate_sweep(n: int, seed: int = 0, *, diverged_fraction: float = 0.06, pl
     residual = rng.integers(0, 2, n)
     noise = choice((0.0, 0.1, 0.2, 0.3)).astype(float)
     noise_dist = np.where(problem == "regression", choice(("gaussian", "laplace")).astype(str), "gaussian")
-    steps = choice((100, 200)).astype(int)
+    epochs = choice((20.0, 50.0)).astype(float)
+    # schema 2.0's budget rule: steps follow from the epochs drawn, n_train and the batch size
+    steps = np.maximum(100, np.ceil(epochs * n_train / eff_batch)).astype(int)
 
     d_in = np.where(task == "mnist1d", 40, 20)
     d_out = np.where(task == "mnist1d", 10, np.where(problem == "regression", 1, 4))
@@ -245,11 +249,11 @@ def simulate_sweep(n: int, seed: int = 0, *, diverged_fraction: float = 0.06, pl
     lr_shape = np.tanh(2.0 * (col["log_lr"] + 1.5))  # saturating in the learning rate
     col["gradient_stability"] = book("gradient_stability") - 0.3 * depth + 0.2 * np.log2(init_scale) + e()
     col["sharpness"] = book("sharpness") + 0.6 * lr_shape + 0.15 * depth + 0.3 * mnist - 0.3 * (loss == "l1") + e()
-    col["implicit_reg"] = book("implicit_reg") + 0.4 * np.tanh(depth - 2.5) + 0.2 * np.log2(steps) + 0.2 * mnist + e()
+    col["implicit_reg"] = book("implicit_reg") + 0.4 * np.tanh(depth - 2.5) + 0.2 * np.log2(epochs) + 0.2 * mnist + e()
     col["bias_sq"] = book("bias_sq") + 0.5 * regression + 0.3 * mnist + 0.1 * depth + e()
     col["variance"] = (book("variance") + 0.3 * (loss == "l1") + 0.4 * mnist + 0.1 * depth
                        + 0.2 * col["log_lr"] + e())
-    col["convergence"] = (book("convergence") + 0.5 * np.log2(steps) + 0.25 * np.log2(init_scale) + 0.2 * depth
+    col["convergence"] = (book("convergence") + 0.5 * np.log2(epochs) + 0.25 * np.log2(init_scale) + 0.2 * depth
                           + 0.2 * regression + e())
     if nonlinear_confounding:  # a U-shaped lr effect shared by sharpness and its child convergence
         bump = 1.5 * (lr_shape**2 - 0.5)
@@ -264,7 +268,8 @@ def simulate_sweep(n: int, seed: int = 0, *, diverged_fraction: float = 0.06, pl
     cut = np.quantile(logit + rng.logistic(size=n), 1 - diverged_fraction) if diverged_fraction > 0 else np.inf
     diverged = (logit + rng.logistic(size=n) > cut).astype(int)
     div = diverged == 1
-    # gradient_stability is measured at initialization: valid for diverged runs too
+    # gradient_stability is measured at initialization: valid for diverged runs too, null at depth 1
+    col["gradient_stability"] = np.where(depth == 1, np.nan, col["gradient_stability"])
     for c in ("sharpness", "bias_sq", "variance", "deployment_risk"):
         col[c] = np.where(div, np.nan, col[c])
     if placeholders:  # capped values a naive analysis reads as data
@@ -282,7 +287,7 @@ def simulate_sweep(n: int, seed: int = 0, *, diverged_fraction: float = 0.06, pl
         "loss": pd.array(loss, dtype="string"), "init_scale": init_scale, "lr": lr,
         "batch_size": eff_batch.astype("int64"), "full_batch": full_batch.astype("int64"),
         "n_train": n_train.astype("int64"), "noise": noise, "noise_dist": pd.array(noise_dist, dtype="string"),
-        "steps": steps.astype("int64"), "replicas": np.full(n, 4, dtype="int64"),
+        "steps": steps.astype("int64"), "epochs": epochs, "replicas": np.full(n, 4, dtype="int64"),
         "optimizer": pd.array(optimizer, dtype="string"), "normalization": pd.array(normalization, dtype="string"),
         "normalized": (normalization != "none").astype("int64"), "pretrained": np.zeros(n, dtype="int64"),
         "overparam": np.log10(params / (n_train * d_out)),

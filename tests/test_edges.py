@@ -292,7 +292,8 @@ def test_design_adjustment_sets_follow_the_declared_interventions(sweep_fits):
     assert not any(c.startswith("loss_") for c in lm)  # loss is the intervention
     # a mediator -> mediator edge adjusts for every raw lever, interventions included
     gc = set(fx.effect("gradient_stability", "convergence")["adjustment"].split(","))
-    assert {"log2_init_scale", "loss_mse", "loss_l1", "depth", "log2_steps", "init_quality"} <= gc
+    assert {"log2_init_scale", "loss_mse", "loss_l1", "depth", "log2_epochs", "init_quality"} <= gc
+    assert "log2_steps" not in gc  # computed from epochs, n_train and batch: the epoch budget stands for it
     assert COMPUTED["init_quality"].intervention == ("init_scale",)
 
 
