@@ -105,19 +105,35 @@ cells = [
     ),
     new_code_cell(
         "tests = causal.falsify(runs)\n"
-        "print(f'{len(tests.summary)} implications tested, {len(tests.violations)} violated')\n"
+        "print(f'{len(tests.summary)} implications tested, {len(tests.violations)} violated; '\n"
+        "      f'{len(tests.randomization)} randomization checks (lever vs lever), '\n"
+        "      f'{int(tests.randomization[\"violated\"].sum())} rejected')\n"
         "tests.missing_edges.head(10)"
     ),
     new_markdown_cell(
-        "## Sign stability\n\n"
-        "`data/baseline_signs.json` records each edge's sign and significance on the full reference "
-        "sweep. A new sweep fails the check when an edge that was significant flips sign or loses "
-        "significance (`udl check DATA --baseline data/baseline_signs.json` in CI)."
+        "## The regression gate\n\n"
+        "`data/baseline_signs.json` records each edge's estimate, standard error and significance on the "
+        "full reference sweep, with the settings of that fit. A new sweep fails the check only on what a "
+        "reseed cannot do: a significant edge whose new CI lies across 0, an estimate that moved "
+        "significantly given both standard errors (corrected over edges), or a significant edge gone "
+        "missing; lost or gained significance is a warning with both CI widths "
+        "(`udl check DATA --baseline data/baseline_signs.json` in CI). A baseline made with other "
+        "settings is refused."
     ),
     new_code_cell(
         "check = causal.check_signs(effects, ROOT / 'data' / 'baseline_signs.json')\n"
         "print('passed' if check.passed else 'FAILED')\n"
         "check.summary['status'].value_counts()"
+    ),
+    new_markdown_cell(
+        "## Effects that differ across task families\n\n"
+        "`by='task'` fits every edge per task and pools them on within-task standardized columns "
+        "(generalization is accuracy on one task and R² on another, so it is never pooled raw); "
+        "`heterogeneity` flags edges whose significant sign differs between tasks."
+    ),
+    new_code_cell(
+        "by_task = causal.fit_edges(runs, by='task')\n"
+        "by_task.heterogeneity.sort_values('q_p').head(8)"
     ),
     new_markdown_cell(
         "## A known result, by eye: He initialization balances gradients\n\n"
