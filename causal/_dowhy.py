@@ -371,21 +371,14 @@ def estimate_linear(
         Standard errors from the one regression core (:func:`causal.regression.ols`)
         on the same design; DoWhy's point estimate is checked equal to it.
     """
-    import copy
-
     from dowhy.causal_estimator import estimate_effect
     from dowhy.causal_estimators.linear_regression_estimator import LinearRegressionEstimator
 
     from causal.regression import check_se, ols
 
     check_se(se)
-    if ident.estimand is None:
-        raise ConfigError(f"{ident.treatment} → {ident.outcome} is not identified: {ident.reason}")
     t, o = ident.treatment, ident.outcome
-    adjustment = list(ident.adjustment if adjustment is None else adjustment)
-    frame = _float_frame(data, [t, o, *adjustment])
-    estimand = copy.deepcopy(ident.estimand)
-    estimand.set_backdoor_variables(adjustment, key="backdoor")
+    adjustment, frame, estimand = _backdoor_inputs(data, ident, adjustment)
     with quiet():
         estimator = LinearRegressionEstimator(estimand, test_significance=False, confidence_intervals=False)
         est = estimate_effect(frame, t, o, "backdoor", estimator, effect_modifiers=[], method_params={})
@@ -496,18 +489,11 @@ def estimate_dml(
     function of its adjustment set and the edge is not identified without a
     functional form.
     """
-    import copy
-
     from dowhy.causal_estimator import estimate_effect
     from scipy import stats
 
-    if ident.estimand is None:
-        raise ConfigError(f"{ident.treatment} → {ident.outcome} is not identified: {ident.reason}")
     t, o = ident.treatment, ident.outcome
-    adjustment = list(ident.adjustment if adjustment is None else adjustment)
-    frame = _float_frame(df, [t, o, *adjustment])
-    estimand = copy.deepcopy(ident.estimand)
-    estimand.set_backdoor_variables(adjustment, key="backdoor")
+    adjustment, frame, estimand = _backdoor_inputs(df, ident, adjustment)
     estimator = _dml_estimator_class()(estimand, folds=folds, seed=seed, max_iter=max_iter)
     with quiet():
         est = estimate_effect(frame, t, o, "backdoor", estimator, effect_modifiers=[], method_params={})
@@ -516,6 +502,19 @@ def estimate_dml(
     p_value = float(2 * stats.norm.sf(abs(theta / std_error))) if std_error > 0 else float("nan")
     return Estimate(theta, std_error, theta - zcrit * std_error, theta + zcrit * std_error, p_value, n,
                     estimator.overlap_)
+
+
+def _backdoor_inputs(df: pd.DataFrame, ident, adjustment: Sequence[str] | None):
+    """(adjustment, float frame, estimand with that backdoor set) for one identified edge; refuses an unidentified one."""
+    import copy
+
+    if ident.estimand is None:
+        raise ConfigError(f"{ident.treatment} → {ident.outcome} is not identified: {ident.reason}")
+    adjustment = list(ident.adjustment if adjustment is None else adjustment)
+    frame = _float_frame(df, [ident.treatment, ident.outcome, *adjustment])
+    estimand = copy.deepcopy(ident.estimand)
+    estimand.set_backdoor_variables(adjustment, key="backdoor")
+    return adjustment, frame, estimand
 
 
 def _float_frame(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
