@@ -17,7 +17,7 @@ import pandas as pd
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["VERDICT_COLORS", "KIND_COLORS", "layered_layout", "draw_graph", "forest"]
+__all__ = ["VERDICT_COLORS", "KIND_COLORS", "layered_layout", "draw_graph", "forest", "paired_forest"]
 
 #: edge colours by verdict (green supports, red contradicts, grey inconclusive)
 VERDICT_COLORS: dict[str, str] = {
@@ -171,4 +171,60 @@ def forest(
                    for j, lab in enumerate(labels)]
         handles += [Line2D([0], [0], color=c, lw=1.5, label=k) for k, c in VERDICT_COLORS.items() if k != "book"]
         ax.legend(handles=handles, fontsize=7, frameon=False)
+    return ax
+
+
+def paired_forest(
+    df: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    labels: Sequence[str] = ("a", "b"),
+    status_colors: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Two fits' CIs per edge, one above the other; the edge label coloured by its status.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A :class:`causal.compare.Comparison` summary: ``treatment``,
+        ``outcome``, ``regime``, ``estimate_a``/``ci_low_a``/``ci_high_a``,
+        the same for ``b``, and ``status``.
+    labels : (str, str)
+        Names of the two fits for the legend.
+    status_colors : mapping status -> colour, optional
+    """
+    from matplotlib.lines import Line2D
+
+    status_colors = dict(status_colors or {})
+    keys = [f"{t} → {o}" + (f" [{r}]" if r else "") for t, o, r in zip(df["treatment"], df["outcome"], df["regime"])]
+    ax = _axes(ax, (8, max(3.0, 0.32 * len(keys) + 1.5)))
+    side_colors = ("#37474f", "#1e88e5")
+    n = len(keys)
+    for i, row in enumerate(df.itertuples(index=False)):
+        y = n - 1 - i
+        for j, side in enumerate(("a", "b")):
+            est, lo, hi = (getattr(row, f"{c}_{side}") for c in ("estimate", "ci_low", "ci_high"))
+            if not np.isfinite(est):
+                continue
+            yy = y + (0.17 if j == 0 else -0.17)
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [yy, yy], color=side_colors[j], lw=1.6)
+            ax.plot([est], [yy], marker="os"[j], color=side_colors[j], ms=4)
+    ax.axvline(0.0, color="black", lw=0.8, ls=":")
+    ax.set_yticks(range(n - 1, -1, -1), keys, fontsize=7)
+    for tick, status in zip(ax.get_yticklabels(), df["status"]):
+        # unchanged edges stay black so that the changed ones stand out
+        tick.set_color("black" if status in ("stable", "not_significant") else status_colors.get(str(status), "black"))
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("direct effect per unit of treatment (symlog scale: linear within ±1)")
+    handles = [Line2D([0], [0], marker="os"[j], color=side_colors[j], lw=1.6, ms=4, label=str(lab))
+               for j, lab in enumerate(labels)]
+    present = [s for s in status_colors if s in set(df["status"].astype(str)) and s not in ("stable", "not_significant")]
+    handles += [Line2D([0], [0], color=status_colors[s], lw=0, marker="$A$", ms=7, label=f"label: {s}")
+                for s in present]
+    ax.legend(handles=handles, fontsize=7, frameon=True, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        ax.set_title(title, fontsize=10)
     return ax
