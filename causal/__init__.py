@@ -36,6 +36,7 @@ _LAZY = {
     "bootstrap_sign_stability": "causal.stability",
     "simulate_linear_scm": "causal.simulate",
     "simulate_sweep": "causal.simulate_sweep",
+    "compare": "causal.compare", "Comparison": "causal.compare",
 }
 
 __all__ = [
