@@ -17,7 +17,7 @@ import pandas as pd
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["VERDICT_COLORS", "KIND_COLORS", "layered_layout", "draw_graph", "forest", "paired_forest"]
+__all__ = ["VERDICT_COLORS", "KIND_COLORS", "layered_layout", "draw_graph", "forest", "paired_forest", "measure_bars"]
 
 #: edge colours by verdict (green supports, red contradicts, grey inconclusive)
 VERDICT_COLORS: dict[str, str] = {
@@ -227,4 +227,32 @@ def paired_forest(
     ax.legend(handles=handles, fontsize=7, frameon=True, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title, fontsize=10)
+    return ax
+
+
+def measure_bars(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Per measure: Kendall τ, granulated Ψ and 1 − 2 × sign error (mean and worst environment).
+
+    All four are on one scale: 1 a measure that always orders the gap right
+    (in its book orientation), 0 chance, −1 always wrong.
+    """
+    ax = _axes(ax, (8, 4))
+    scores = {
+        "Kendall τ (all runs)": summary["kendall_tau"],
+        "granulated Ψ": summary["psi"],
+        "1 − 2·mean sign error": 1 - 2 * summary["mean_sign_error"],
+        "1 − 2·worst sign error": 1 - 2 * summary["worst_sign_error"],
+    }
+    colors = ("#1e88e5", "#43a047", "#fb8c00", "#c62828")
+    x = np.arange(len(summary))
+    w = 0.8 / len(scores)
+    for j, ((label, vals), c) in enumerate(zip(scores.items(), colors)):
+        ax.bar(x + (j - 1.5) * w, np.asarray(vals, dtype=float), w, label=label, color=c)
+    ax.axhline(0.0, color="black", lw=0.8)
+    names = [f"{m}\n({'+' if o > 0 else '−'} oriented)" for m, o in zip(summary["measure"], summary["orientation"])]
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("agreement with the gap's order\n(1 perfect, 0 chance, −1 reversed)", fontsize=8)
+    ax.set_title("Mediators as predictors of the generalization gap", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
