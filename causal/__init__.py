@@ -37,6 +37,7 @@ _LAZY = {
     "simulate_linear_scm": "causal.simulate",
     "simulate_sweep": "causal.simulate_sweep",
     "compare": "causal.compare", "Comparison": "causal.compare",
+    "measure_scores": "causal.scores", "MeasureScores": "causal.scores",
 }
 
 __all__ = [
