@@ -2,25 +2,36 @@
 
 The public entry point is :func:`generate` (DESIGN.md §7). A sweep is
 deterministic: its configurations come from the lever space and the seed, its
-shard plan from the configurations (runs sorted by the engine's ``group_key``,
-then by index, cut into shards of at most ``shard_size`` runs, so each shard is
-mostly one architecture shape and trains as few big batches), and every shard
-is written atomically, so a killed sweep rerun with the same settings resumes
-and ends with exactly the rows of an uninterrupted one.
+shard plan from the configurations (:func:`plan_shards`: runs sorted by the
+engine's ``group_key``, then by index, cut into shards of at most
+``shard_size`` runs, so each shard is mostly one architecture shape and trains
+as few big batches; the shards are then numbered in an interleaved order, so
+that the first shards to finish are a spread sample of the whole sweep, not
+one architecture). The plan is stored in the manifest, and every slice, machine
+and resumed run uses that stored plan. Every shard is written atomically, so a
+killed sweep rerun with the same settings resumes and ends with exactly the
+rows of an uninterrupted one.
+
+Shards are the unit of work: ``shards=ShardSlice(i, n)`` runs one slice of
+them (shard ``s`` belongs to slice ``s % n``), and a backend
+(:mod:`runs_generator.backends`: a local process pool, SLURM job arrays through
+submitit, or Ray) decides where each shard trains. A shard that raises is
+recorded with its traceback under ``_failures/`` and retried up to ``retries``
+times; a run whose loss goes non-finite is a diverged row, not an error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from causal.errors import ConfigError
 from causal.schema import SCHEMA_VERSION
@@ -28,16 +39,21 @@ from runs_generator import storage
 from runs_generator.levers import DEFAULT_SPACE, LeverSpace, Overrides, get_space
 from runs_generator.spec import Engine, RunConfig
 
-__all__ = ["SweepConfig", "SweepResult", "generate", "run_sweep", "plan_shards", "default_workers"]
+if TYPE_CHECKING:
+    from runs_generator.backends import Backend
+
+__all__ = ["SweepConfig", "SweepResult", "ShardSlice", "ShardJob", "ShardOutcome", "ShardsFailed", "generate",
+           "run_sweep", "run_shard", "run_shards", "plan_shards", "default_workers", "DEFAULT_RETRIES"]
 
 log = logging.getLogger("runs_generator.sweep")
 
 Device = Literal["auto", "cpu", "cuda"]
 Trainer = Callable[..., list]  # train_runs(configs, data, *, engine, device) -> list[RunMetrics]
 
-# glibc malloc settings that cut page faults of small batched steps (~1.8x, measured
-# on 2 CPU cores); read at process start, so they are set for spawned workers only
-_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+DEFAULT_RETRIES = 2  # attempts after the first before a shard counts as failed
+#: a small sweep is cut into about this many shards (whatever the worker count, so
+#: that every machine running a slice computes the same plan)
+_MIN_SHARDS = 8
 
 
 def default_workers() -> int:
@@ -58,12 +74,11 @@ class SweepConfig:
     out : Path
         Output directory of shards and the manifest ``_sweep.json``.
     shard_size : int
-        Most runs per shard file (the unit of resumption), >= 1; a sweep of fewer
-        than ``4 * workers * shard_size`` runs is cut into about ``4 * workers``
-        smaller shards.
-        The plan is stored in ``_sweep.json`` and a resumed sweep keeps it.
+        Most runs per shard file (the unit of resumption and of cluster work), >= 1;
+        a sweep of fewer than ``8 * shard_size`` runs is cut into about 8 smaller
+        shards. The plan is stored in ``_sweep.json`` and a resumed sweep keeps it.
     workers : int
-        Worker processes; 1 trains in this process.
+        Worker processes of the local backend; 1 trains in this process.
     engine : {"batched", "naive"}
         Training engine.
     device : {"auto", "cpu", "cuda"}
@@ -143,6 +158,46 @@ class SweepResult:
     written_runs: int
     skipped_runs: int
     wall_time_s: float
+    selected_shards: int = 0  # shards of this slice (all shards without a slice)
+    submitted_shards: int = 0  # handed to a cluster that was not waited for
+
+
+@dataclass(frozen=True)
+class ShardSlice:
+    """Slice ``index`` of ``count``: the shards ``s`` with ``s % count == index``.
+
+    Examples
+    --------
+    >>> ShardSlice.parse("1/4").select([0, 1, 2, 3, 4, 5])
+    [1, 5]
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        for name in ("index", "count"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise ConfigError(f"shard slice {name} must be an integer; received {getattr(self, name)!r}")
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"shard slice must be I/N with 0 <= I < N (0-based, like SLURM_ARRAY_TASK_ID); "
+                              f"received {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: "str | ShardSlice") -> "ShardSlice":
+        """``"I/N"`` -> ShardSlice(I, N)."""
+        if isinstance(text, ShardSlice):
+            return text
+        parts = str(text).split("/")
+        try:
+            index, count = (int(x) for x in parts)
+        except ValueError:
+            raise ConfigError(f"--shards must be I/N, e.g. 0/4 for the first of four slices; received {text!r}") from None
+        return cls(index, count)
+
+    def select(self, shards: Sequence[int]) -> list[int]:
+        """The members of ``shards`` in this slice, in order."""
+        return [s for s in shards if s % self.count == self.index]
 
 
 def _group_key(config: RunConfig) -> tuple:
@@ -151,22 +206,63 @@ def _group_key(config: RunConfig) -> tuple:
     return tuple(group_key(config))
 
 
+def interleaved_order(n: int) -> list[int]:
+    """A permutation of ``range(n)`` whose every prefix is spread evenly over ``range(n)``.
+
+    Position ``j`` is ranked by the fractional part of ``(j + 1) / golden ratio``
+    (a low-discrepancy sequence), so the first ``k`` picks cover each stretch of
+    ``range(n)`` in proportion to its length, within a few picks, for every ``k``.
+
+    Examples
+    --------
+    >>> interleaved_order(5)
+    [4, 1, 3, 0, 2]
+    """
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    return sorted(range(n), key=lambda j: ((j + 1) * g) % 1.0)
+
+
 def plan_shards(configs: Sequence[RunConfig], shard_size: int, key: Callable[[RunConfig], tuple] = _group_key) -> list[tuple[int, ...]]:
-    """Cut runs into shards: sorted by ``key`` then run index, ``shard_size`` at a time.
+    """Cut runs into shards by shape, numbered so that any prefix of shards is a spread sample.
+
+    Runs are sorted by ``key`` then run index and cut ``shard_size`` at a time
+    (so a shard is mostly one shape and trains as few big batches); shard ``s``
+    of the result is chunk ``interleaved_order(n)[s]`` of that sorted list. Shards
+    run in index order, so a sweep stopped part-way (or the first slices of a
+    cluster sweep) holds a sample spread over every shape, not the shapes that
+    sort first: a partial sweep does not confound a lever with having finished.
 
     Returns a list of tuples of run indices; shard ``s`` holds ``plan[s]``.
     """
     order = sorted(configs, key=lambda c: (tuple(repr(k) for k in key(c)), c.run_index))
     idx = [c.run_index for c in order]
-    return [tuple(idx[s : s + shard_size]) for s in range(0, len(idx), shard_size)]
+    chunks = [tuple(idx[s : s + shard_size]) for s in range(0, len(idx), shard_size)]
+    return [chunks[j] for j in interleaved_order(len(chunks))]
 
 
 @dataclass(frozen=True)
-class _ShardJob:
+class ShardJob:
+    """One shard to train: the sweep, the shard's index and its run indices (picklable)."""
+
     cfg: SweepConfig
     shard: int
     indices: tuple[int, ...]
-    trainer: Trainer | None
+    trainer: Trainer | None = None
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What became of one shard on whichever machine ran it."""
+
+    shard: int
+    rows: int  # rows written; 0 when skipped or failed
+    seconds: float
+    attempts: int  # attempts made here (0: already on disk)
+    error: str | None = None  # the last error when every attempt failed
+
+    @property
+    def skipped(self) -> bool:
+        return self.attempts == 0
 
 
 def _versions() -> dict[str, str]:
@@ -183,7 +279,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _run_shard(job: _ShardJob) -> tuple[int, int, float]:
+def _train_shard(job: ShardJob) -> tuple[int, int, float]:
     """Train one shard's runs and write its parquet file; return (shard, rows, seconds)."""
     from runs_generator.table import Provenance, make_row
     from runs_generator.tasks import make_task_data
@@ -216,11 +312,55 @@ def _run_shard(job: _ShardJob) -> tuple[int, int, float]:
     return job.shard, len(rows), time.perf_counter() - t0
 
 
-def _init_worker() -> None:
-    # one thread per process: two single-thread workers beat one two-thread process
-    import torch
+def run_shard(job: ShardJob, retries: int = DEFAULT_RETRIES) -> ShardOutcome:
+    """Train one shard unless it is already on disk, with up to ``retries`` retries.
 
-    torch.set_num_threads(1)
+    Every failed attempt is recorded (error and traceback) under ``_failures/``;
+    after the last one the outcome carries the error instead of raising, so one
+    bad shard does not stop the others. ``KeyboardInterrupt`` and other
+    non-``Exception`` errors propagate (the shard stays missing and a rerun
+    trains it). This is what every backend runs, wherever it runs it.
+    """
+    if storage.shard_path(job.cfg.out, job.shard).exists():  # a requeued or duplicate task: already done
+        return ShardOutcome(job.shard, 0, 0.0, 0)
+    t0 = time.perf_counter()
+    error = None
+    for attempt in range(1, retries + 2):
+        try:
+            _, rows, _ = _train_shard(job)
+            return ShardOutcome(job.shard, rows, time.perf_counter() - t0, attempt)
+        except Exception as exc:  # noqa: BLE001 - any error of one shard is recorded, not fatal to the sweep
+            storage.record_failure(job.cfg.out, job.shard, exc, attempt)
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("shard %d failed (attempt %d of %d): %s", job.shard, attempt, retries + 1, error)
+    return ShardOutcome(job.shard, 0, time.perf_counter() - t0, retries + 1, error)
+
+
+def run_shards(jobs: Sequence[ShardJob], retries: int = DEFAULT_RETRIES,
+               on_done: Callable[[ShardOutcome], None] | None = None) -> list[ShardOutcome]:
+    """Run shards one after another in this process, on one thread (see :func:`_single_thread`)."""
+    outcomes = []
+    with _single_thread():
+        for job in jobs:
+            outcomes.append(run_shard(job, retries))
+            if on_done is not None:
+                on_done(outcomes[-1])
+    return outcomes
+
+
+class ShardsFailed(RuntimeError):
+    """Some shards failed every attempt; the others are on disk. ``failed``: shard -> last error."""
+
+    def __init__(self, out: Path, failed: Mapping[int, str]) -> None:
+        self.out, self.failed = Path(out), dict(failed)
+        first = sorted(self.failed)[:10]
+        more = f" and {len(self.failed) - len(first)} more" if len(self.failed) > len(first) else ""
+        shard, error = first[0], self.failed[first[0]]
+        super().__init__(
+            f"{len(self.failed)} shard(s) failed after every retry: {first}{more}; shard {shard}: {error}. "
+            f"Tracebacks are in {str(self.out / storage.FAILURES)!r} (`udl status {self.out}` lists them); "
+            "fix the cause and rerun the same command to retry only the missing shards"
+        )
 
 
 @contextlib.contextmanager
@@ -239,18 +379,6 @@ def _single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def _worker_env() -> Iterator[None]:
-    """Set :data:`_WORKER_ENV` for spawned workers (unless the user set them), then restore."""
-    added = {k: v for k, v in _WORKER_ENV.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
 
 
 class _Progress:
@@ -279,83 +407,91 @@ class _Progress:
             self.bar.close()
 
 
-def run_sweep(cfg: SweepConfig, *, trainer: Trainer | None = None) -> SweepResult:
-    """Run (or resume) the sweep ``cfg``; see :func:`generate`."""
+def run_sweep(
+    cfg: SweepConfig,
+    *,
+    trainer: Trainer | None = None,
+    shards: "ShardSlice | str | None" = None,
+    backend: "Backend | str" = "local",
+    retries: int = DEFAULT_RETRIES,
+) -> SweepResult:
+    """Run (or resume) the sweep ``cfg``, or one slice of its shards; see :func:`generate`.
+
+    Raises
+    ------
+    ShardsFailed
+        When shards failed every attempt (after the others finished).
+    """
+    from runs_generator import sweepdir
+    from runs_generator.backends import get_backend
+
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+        raise ConfigError(f"sweep setting 'retries' must be an integer in [0, 100]; received {retries!r}")
+    piece = None if shards is None else ShardSlice.parse(shards)
+    runner = get_backend(backend, workers=cfg.workers)
     t0 = time.perf_counter()
     out = storage.prepare_dir(cfg.out)
+    sweepdir.finish_interrupted_compact(out)
     resumed = storage.check_manifest(out, cfg.identity())
-    removed = storage.clean_stray_temps(out)
-    if removed:
-        log.info("removed %d unfinished temp file(s) of an interrupted sweep in %s", len(removed), out)
     configs = cfg.configs()  # validates every override against every run before any training
-    # a resumed sweep keeps the plan it started with, even if the engine's group key changed since
-    # small sweeps: cut about four shards per worker so the pool balances cheap and costly shards
-    size = min(cfg.shard_size, -(-cfg.runs // (4 * cfg.workers)))
-    plan = _manifest_plan(out, cfg.runs) if resumed else plan_shards(configs, size)
     if not resumed:
-        storage.write_manifest(out, {
+        # a plan that depends only on the sweep's identity: every slice on every machine computes the same one
+        size = min(cfg.shard_size, -(-cfg.runs // _MIN_SHARDS))
+        wrote = storage.create_manifest(out, {
             "identity": cfg.identity(),
             "execution": {"engine": cfg.engine, "device": cfg.device, "workers": cfg.workers},
             "levers": cfg.space.describe(),
             "versions": _versions(),
-            "plan": [list(s) for s in plan],
+            "plan": [list(s) for s in plan_shards(configs, size)],
         })
+        if not wrote:  # another slice created it first: it must be the same sweep
+            storage.check_manifest(out, cfg.identity())
+    # a resumed sweep keeps the plan it started with, even if the engine's group key changed since
+    plan = _manifest_plan(out, cfg.runs)
+    removed = storage.clean_stray_temps(out)
+    if removed:
+        log.info("removed %d unfinished temp file(s) of an interrupted sweep in %s", len(removed), out)
+    selected = list(range(len(plan))) if piece is None else piece.select(range(len(plan)))
     done = storage.finished_shards(out)
-    jobs = [_ShardJob(cfg, s, idx, trainer) for s, idx in enumerate(plan) if s not in done]
-    skipped_runs = sum(len(idx) for s, idx in enumerate(plan) if s in done)
-    log.info("sweep %s: %d runs in %d shards, %d to train, %d already done", out, cfg.runs, len(plan), len(jobs),
-             len(plan) - len(jobs))
-    progress = _Progress(cfg.runs, skipped_runs)
-    written = 0
+    jobs = [ShardJob(cfg, s, plan[s], trainer) for s in selected if s not in done]
+    skipped_runs = sum(len(plan[s]) for s in selected if s in done)
+    where = "" if piece is None else f" (slice {piece.index}/{piece.count}: {len(selected)} shards)"
+    log.info("sweep %s: %d runs in %d shards%s, %d to train, %d already done", out, cfg.runs, len(plan), where,
+             len(jobs), len(selected) - len(jobs))
+    progress = _Progress(sum(len(plan[s]) for s in selected), skipped_runs)
+    outcomes: list[ShardOutcome] = []
+
+    def on_done(outcome: ShardOutcome) -> None:
+        outcomes.append(outcome)
+        progress.update(len(plan[outcome.shard]))
+
     try:
-        if cfg.workers == 1 or len(jobs) <= 1:
-            with _single_thread():
-                for job in jobs:
-                    written += _run_shard(job)[1]
-                    progress.update(len(job.indices))
-        else:
-            written = _run_pool(jobs, min(cfg.workers, len(jobs)), progress)
+        waited = runner.run(jobs, retries, on_done) if jobs else True
     finally:
         progress.close()
+    failed = {o.shard: o.error for o in outcomes if o.error is not None}
+    if failed:
+        raise ShardsFailed(out, failed)
+    trained = [o for o in outcomes if not o.skipped]
     return SweepResult(
-        out=out, runs=cfg.runs, shards=len(plan), written_shards=len(jobs), skipped_shards=len(plan) - len(jobs),
-        written_runs=written, skipped_runs=skipped_runs, wall_time_s=time.perf_counter() - t0,
+        out=out, runs=cfg.runs, shards=len(plan), written_shards=len(trained),
+        skipped_shards=len(selected) - len(jobs) + len(outcomes) - len(trained),
+        written_runs=sum(o.rows for o in trained), skipped_runs=skipped_runs,
+        wall_time_s=time.perf_counter() - t0, selected_shards=len(selected),
+        submitted_shards=0 if waited else len(jobs),
     )
 
 
 def _manifest_plan(out: Path, runs: int) -> list[tuple[int, ...]]:
-    import json
-
     path = out / storage.MANIFEST
     try:
-        plan = [tuple(int(i) for i in shard) for shard in json.loads(path.read_text())["plan"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        plan = [tuple(int(i) for i in shard) for shard in storage.read_manifest(out)["plan"]]
+    except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"the shard plan in {str(path)!r} is unreadable ({exc}); use an empty directory for --out") from None
     if sorted(i for shard in plan for i in shard) != list(range(runs)):
         raise ConfigError(f"the shard plan in {str(path)!r} does not cover runs 0..{runs - 1} exactly once; "
                           "the directory is damaged: use an empty directory for --out")
     return plan
-
-
-def _run_pool(jobs: list[_ShardJob], workers: int, progress: _Progress) -> int:
-    import multiprocessing as mp
-
-    written = 0
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
-    try:
-        with _worker_env():  # workers start at the first submit and read the environment then
-            pending = {pool.submit(_run_shard, job) for job in jobs}
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                _, rows, _ = fut.result()  # re-raises a worker's error; finished shards stay on disk
-                written += rows
-                progress.update(rows)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    return written
 
 
 def generate(
@@ -372,6 +508,9 @@ def generate(
     vary: Mapping[str, Sequence[Any]] | None = None,
     space: "str | LeverSpace" = "small",
     trainer: Trainer | None = None,
+    shards: "ShardSlice | str | None" = None,
+    backend: "Backend | str" = "local",
+    retries: int = DEFAULT_RETRIES,
 ) -> Path:
     """Generate (or resume) a randomized sweep of training runs as parquet shards.
 
@@ -385,9 +524,10 @@ def generate(
         Output directory (created). Rerunning the same call resumes; a different
         sweep into the same directory is refused.
     shard_size : int, default 128
-        Runs per shard file.
+        Runs per shard file (the unit of resumption and of cluster work).
     workers : int, optional
-        Worker processes (default ``min(2, cpu count)``); 1 trains in-process.
+        Worker processes of the local backend (default ``min(2, cpu count)``);
+        1 trains in-process.
     engine : {"batched", "naive"}, default "batched"
         Training engine.
     device : {"auto", "cpu", "cuda"}, default "auto"
@@ -404,11 +544,28 @@ def generate(
         :mod:`runs_generator.levers`).
     trainer : callable, optional
         Replacement for ``runs_generator.engine.train_runs`` (tests).
+    shards : "I/N" or ShardSlice, optional
+        Run only slice I of N (0-based): the shards ``s`` with ``s % N == I``.
+        Slices run anywhere, in any order, into one directory; their union is
+        the whole sweep.
+    backend : {"local", "slurm", "ray"} or Backend, default "local"
+        Where shards train: the local process pool, SLURM job arrays through
+        submitit, or a Ray cluster; pass a configured
+        :class:`~runs_generator.backends.SlurmBackend` or
+        :class:`~runs_generator.backends.RayBackend` for their options.
+    retries : int, default 2
+        Retries of a shard that raises, before it counts as failed.
 
     Returns
     -------
     Path
         The output directory.
+
+    Raises
+    ------
+    ShardsFailed
+        When shards failed every attempt; the others are written, the errors are
+        under ``out/_failures/`` and a rerun retries only the missing shards.
 
     Examples
     --------
@@ -421,4 +578,4 @@ def generate(
         workers=default_workers() if workers is None else workers, engine=engine, device=device,
         replicas=replicas, overrides=get_space(space).overrides(fix, vary), space=get_space(space),
     )
-    return run_sweep(cfg, trainer=trainer).out
+    return run_sweep(cfg, trainer=trainer, shards=shards, backend=backend, retries=retries).out

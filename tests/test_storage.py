@@ -91,11 +91,47 @@ def test_reader_names_a_bad_column(tmp_path):
 
 def test_stray_temp_files_are_removed_and_never_read(tmp_path):
     storage.write_shard(tmp_path, 0, _rows(2), {})
-    stray = tmp_path / ".shard-00001.parquet.4242.tmp"
+    stray = tmp_path / ".shard-00001.parquet.4194999.tmp"  # above Linux's pid_max: its writer is gone
     stray.write_bytes(b"half a parquet file")
     assert storage.finished_shards(tmp_path) == {0}
     assert len(storage.read_shards(tmp_path)) == 2
     assert storage.clean_stray_temps(tmp_path) == [stray] and not stray.exists()
+
+
+def test_temp_files_of_live_or_remote_writers_are_kept(tmp_path):
+    """Slices on other processes or hosts may be writing into the same directory right now."""
+    host = storage._HOST
+    live = tmp_path / f".shard-00001.parquet.{host}-{os.getppid()}.tmp"  # our parent process is alive
+    dead = tmp_path / f".shard-00002.parquet.{host}-4194999.tmp"
+    remote = tmp_path / ".shard-00003.parquet.othernode-12.tmp"
+    old_remote = tmp_path / ".shard-00004.parquet.othernode-13.tmp"
+    for p in (live, dead, remote, old_remote):
+        p.write_bytes(b"partial")
+    os.utime(old_remote, (1e9, 1e9))  # 2001: its writer is long gone
+    assert sorted(storage.clean_stray_temps(tmp_path)) == sorted([dead, old_remote])
+    assert live.exists() and remote.exists()
+
+
+def test_manifest_is_created_once_the_first_writer_wins(tmp_path):
+    assert storage.create_manifest(tmp_path, {"identity": {"seed": 1}, "plan": [[0]]}) is True
+    assert storage.create_manifest(tmp_path, {"identity": {"seed": 1}, "plan": [[1]]}) is False
+    assert storage.read_manifest(tmp_path)["plan"] == [[0]]
+    assert [p.name for p in tmp_path.iterdir()] == ["_sweep.json"]  # no temp file left behind
+
+
+def test_failure_records_keep_every_attempt_with_its_traceback(tmp_path):
+    def boom():
+        raise ValueError("bad shard")
+
+    for attempt in (1, 2):
+        try:
+            boom()
+        except ValueError as exc:
+            storage.record_failure(tmp_path, 7, exc, attempt)
+    rec = storage.read_failures(tmp_path)
+    assert list(rec) == [7] and [a["attempt"] for a in rec[7]] == [1, 2]
+    assert rec[7][-1]["error"] == "ValueError: bad shard" and "in boom" in rec[7][-1]["traceback"]
+    assert (tmp_path / "_failures" / "shard-00007.json").exists()
 
 
 def test_manifest_refuses_a_different_sweep_naming_the_keys(tmp_path):

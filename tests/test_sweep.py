@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pandas as pd
 import pytest
@@ -49,16 +50,68 @@ def _rows(path) -> pd.DataFrame:
 KW = dict(fix={"task": "teacher"}, workers=1)
 
 
-def test_plan_covers_every_run_once_sorted_by_group():
+def test_plan_covers_every_run_once_in_shards_of_sorted_groups():
     cfg = SweepConfig(runs=50, seed=3, out="unused", workers=1)
     configs = cfg.configs()
     key = lambda c: (c.task, c.width)  # noqa: E731
     plan = plan_shards(configs, 8, key=key)
     flat = [i for shard in plan for i in shard]
     assert sorted(flat) == list(range(50)) and all(len(s) <= 8 for s in plan)
-    keys = [repr(key(configs[i])) for i in flat]
-    assert keys == sorted(keys)
+    # each shard is a run of the key-sorted order; laid end to end by position they are that order
+    sort_key = lambda i: (repr(key(configs[i])), i)  # noqa: E731
+    assert all(list(s) == sorted(s, key=sort_key) for s in plan)
+    assert [i for s in sorted(plan, key=lambda s: sort_key(s[0])) for i in s] == sorted(range(50), key=sort_key)
     assert plan == plan_shards(cfg.configs(), 8, key=key)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_any_prefix_of_the_plan_is_a_spread_sample_not_the_groups_that_sort_first(seed):
+    """A sweep stopped after k shards must not confound a lever (here the task) with having finished."""
+    configs = SweepConfig(runs=600, seed=seed, out="unused", workers=1).configs()
+    key = lambda c: (c.task, c.arch, c.width)  # noqa: E731
+    teacher = {c.run_index: c.task == "teacher" for c in configs}
+    overall = sum(teacher.values()) / len(configs)
+
+    def worst_prefix_bias(plan):
+        return max(abs(sum(teacher[i] for s in plan[:k] for i in s) / sum(len(s) for s in plan[:k]) - overall)
+                   for k in range(len(plan) // 10, len(plan) + 1))
+
+    plan = plan_shards(configs, 10, key=key)
+    assert worst_prefix_bias(plan) < 0.15  # every prefix of >= 10% of the shards
+    contiguous = sorted(plan, key=lambda s: (repr(key(configs[s[0]])), s[0]))  # the plan before interleaving
+    assert worst_prefix_bias(contiguous) > 0.4  # its first shards are one task
+
+
+def test_shard_slices_run_anywhere_and_their_union_is_the_whole_sweep(tmp_path):
+    full = generate(runs=23, seed=4, out=tmp_path / "full", shard_size=3, trainer=fake_train, **KW)
+    part = tmp_path / "sliced"
+    n_shards = len(json.loads((full / storage.MANIFEST).read_text())["plan"])
+    ran: set[int] = set()
+    for i in (2, 0, 1):  # any order
+        generate(runs=23, seed=4, out=part, shard_size=3, trainer=fake_train, shards=f"{i}/3", **KW)
+        ran.add(i)
+        assert {s % 3 for s in storage.finished_shards(part)} == ran
+    assert storage.finished_shards(part) == set(range(n_shards))
+    pd.testing.assert_frame_equal(_rows(part), _rows(full))
+    # one slice alone writes exactly its shards
+    alone = tmp_path / "alone"
+    generate(runs=23, seed=4, out=alone, shard_size=3, trainer=fake_train, shards="1/3", **KW)
+    assert storage.finished_shards(alone) == {s for s in range(n_shards) if s % 3 == 1}
+
+
+def test_the_plan_does_not_depend_on_the_worker_count(tmp_path):
+    """Slices on machines with different --workers must agree on which runs form shard s."""
+    a = generate(runs=40, seed=2, out=tmp_path / "a", shard_size=64, trainer=fake_train, shards="0/50", **KW)
+    b = generate(runs=40, seed=2, out=tmp_path / "b", shard_size=64, trainer=fake_train, shards="0/50",
+                 fix={"task": "teacher"}, workers=3)
+    plan_a, plan_b = (json.loads((d / storage.MANIFEST).read_text())["plan"] for d in (a, b))
+    assert plan_a == plan_b and len(plan_a) == 8
+
+
+@pytest.mark.parametrize("text", ["3/3", "-1/2", "1", "a/b", "1/0"])
+def test_bad_shard_slice_is_refused_naming_the_form(tmp_path, text):
+    with pytest.raises(ConfigError, match="I/N"):
+        generate(runs=4, seed=0, out=tmp_path, trainer=fake_train, shards=text, **KW)
 
 
 @pytest.mark.parametrize("seed", [0, 5])
@@ -81,7 +134,7 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_rows(tmp_path, done):
     with pytest.raises(KeyboardInterrupt):
         generate(runs=23, seed=4, out=part, shard_size=5, trainer=CrashAfter(done), **KW)
     assert storage.finished_shards(part) == set(range(done))
-    (part / ".shard-00004.parquet.999.tmp").write_bytes(b"torn write")  # what a kill -9 can leave
+    (part / ".shard-00004.parquet.4194999.tmp").write_bytes(b"torn write")  # what a kill -9 can leave (dead pid)
     generate(runs=23, seed=4, out=part, shard_size=5, trainer=fake_train, **KW)
     assert not list(part.glob("*.tmp"))
     pd.testing.assert_frame_equal(_rows(part), _rows(full))
@@ -184,3 +237,75 @@ def test_in_process_sweep_trains_on_one_thread_and_restores_the_count(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+class FailShards:
+    """A trainer that raises for the runs of chosen shards, ``times`` times each (then trains)."""
+
+    def __init__(self, out, shards, times=10**9) -> None:
+        plan = json.loads((out / storage.MANIFEST).read_text())["plan"] if (out / storage.MANIFEST).exists() else None
+        self.runs = {i for s in shards for i in plan[s]} if plan else set()
+        self.left = {s: times for s in shards}
+        self.plan = plan
+
+    def __call__(self, configs, data, **kw):
+        shard = next((s for s in self.left if self.plan and configs[0].run_index in self.plan[s]), None)
+        if shard is not None and self.left[shard] > 0:
+            self.left[shard] -= 1
+            raise RuntimeError(f"injected failure of shard {shard}")
+        return fake_train(configs, data, **kw)
+
+
+def _planned(tmp_path, name, runs=12, seed=1, shard_size=3):
+    """A sweep directory with its manifest and no shards yet (slice 0 of a huge count trains only shard 0)."""
+    out = tmp_path / name
+    generate(runs=runs, seed=seed, out=out, shard_size=shard_size, trainer=fake_train, shards="0/1000", **KW)
+    (out / "shard-00000.parquet").unlink()
+    return out
+
+
+def test_a_shard_that_raises_is_retried_and_its_traceback_kept(tmp_path):
+    full = generate(runs=12, seed=1, out=tmp_path / "full", shard_size=3, trainer=fake_train, **KW)
+    out = _planned(tmp_path, "retry")
+    flaky = FailShards(out, [1, 2], times=2)  # fails twice, succeeds at the third attempt
+    generate(runs=12, seed=1, out=out, shard_size=3, trainer=flaky, retries=2, **KW)
+    pd.testing.assert_frame_equal(_rows(out), _rows(full))
+    rec = storage.read_failures(out)
+    assert sorted(rec) == [1, 2] and [a["attempt"] for a in rec[1]] == [1, 2]
+    assert "injected failure of shard 1" in rec[1][0]["traceback"] and "Traceback" in rec[1][0]["traceback"]
+
+
+def test_a_shard_that_keeps_failing_is_reported_and_the_others_are_written(tmp_path):
+    from runs_generator.sweep import ShardsFailed
+    from runs_generator.sweepdir import status
+
+    out = _planned(tmp_path, "fail")
+    with pytest.raises(ShardsFailed, match=r"1 shard\(s\) failed.*shard 2: RuntimeError: injected failure") as info:
+        generate(runs=12, seed=1, out=out, shard_size=3, trainer=FailShards(out, [2]), retries=1, **KW)
+    assert info.value.failed == {2: "RuntimeError: injected failure of shard 2"}
+    n = len(json.loads((out / storage.MANIFEST).read_text())["plan"])
+    assert n >= 4 and storage.finished_shards(out) == set(range(n)) - {2}
+    assert len(storage.read_failures(out)[2]) == 2  # the first attempt and one retry
+    st = status(out)
+    assert st.failed == [2] and st.missing == [] and st.done == sorted(set(range(n)) - {2}) and not st.complete
+    assert "injected failure of shard 2" in st.summary() and "_failures/shard-00002.json" in st.summary()
+    # the cause fixed, a rerun trains only the failed shard
+    generate(runs=12, seed=1, out=out, shard_size=3, trainer=CrashAfter(1), **KW)
+    st = status(out)
+    assert st.complete and st.retried == [2] and st.rows_done == 12
+
+
+def test_retries_out_of_range_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="'retries'"):
+        generate(runs=4, seed=0, out=tmp_path, trainer=fake_train, retries=-1, **KW)
+
+
+@pytest.mark.slow
+def test_a_run_whose_loss_goes_nan_is_a_diverged_row_not_a_failed_shard(tmp_path):
+    fix = {"task": "teacher", "width": 8, "depth": 2, "steps": 20, "n_train": 64, "optimizer": "sgd"}
+    out = generate(runs=2, seed=3, out=tmp_path / "nan", shard_size=2, fix={**fix, "lr": 10.0}, workers=1,
+                   device="cpu", replicas=2)
+    df = _rows(out)
+    assert len(df) == 2 and df["diverged"].sum() >= 1 and not (out / storage.FAILURES).exists()
+    bad = df[df["diverged"] == 1]
+    assert bad["diverged_step"].notna().all() and bad["generalization"].isna().all()
