@@ -247,7 +247,8 @@ class SlurmBackend:
         import submitit
 
         by_job = {id(j): g for j, g in zip(submitted, groups)}
-        for job in submitit.helpers.as_completed(submitted):
+        poll_s = 30.0 if ex.cluster == "slurm" else 0.5  # sacct calls are costly for the scheduler
+        for job in submitit.helpers.as_completed(submitted, poll_frequency=poll_s):
             group = by_job[id(job)]
             try:
                 outcomes = job.result()
