@@ -15,12 +15,17 @@ Two spaces (:data:`SPACES`, picked with ``--space`` / ``generate(space=...)``):
 * ``small`` (the default of ``udl generate`` and ``generate()``, so a command
   with nothing else given finishes in minutes on a laptop) — fast, for tests
   and the CPU demo: widths 8-64, depth 2-3, n_train 64-256, 20-50 epochs.
-* ``large`` — the reference atlas and GPU sweeps: widths 16-64
-  for both architectures, depth 2-4, n_train 256-4,000, batch 32-256 (no
-  full batch: 200 full-batch steps on 4,000 examples cost more than the rest
-  of a run; full-batch GD is in the small space), 25-100 epochs. Its
-  capacity range crosses the interpolation threshold (parameters = n_train x
-  outputs) for every architecture and task.
+* ``large`` — the reference atlas and GPU sweeps: widths per architecture
+  (MLP 32-256 hidden units, CNN 16-64 channels), depth 2-4, n_train 1,024-4,000,
+  batch 32-256 (no full batch: 200 full-batch steps on 4,000 examples cost more
+  than the rest of a run; full-batch GD is in the small space), 25-100 epochs,
+  init scale 0.25-2 x He. Its capacity range crosses the interpolation threshold
+  (parameters = n_train x outputs) for every architecture and task. The ranges
+  were set so that runs learn (measured on the 400-run schema-2.0 reference,
+  where MNIST-1D median test accuracy was 0.29): accuracy there rose with
+  n_train (+0.09 per doubling for the CNN), fell with init scale above 2, and the
+  MLPs were width-limited, so n_train starts at 1,024 (256 and 512 are in reach
+  of ``fix``), init scale stops at 2 and MLPs reach 256 units.
 
 Levers that do not apply to a run, or whose range depends on another lever, are
 resolved deterministically (the draw itself stays independent of the other
@@ -44,14 +49,18 @@ lever                     resolution
 ``steps``                 the budget rule: ``max(min_steps, ceil(epochs x n_train /
                           batch))``; epochs are drawn, so training length is tied
                           to passes over the data, not to n_train
+``width``                 the lever's uniform picks among the architecture's own
+                          widths (:attr:`LeverSpace.arch_widths`; the large space
+                          only), so ``width`` depends on ``arch`` by design
 ``label_smoothing``       0 unless the loss is cross-entropy (regression has no
                           classes; the Brier score is trained on hard targets)
 ``noise_dist``            ``gaussian`` for classification (label noise has no
                           distribution; kept constant so the column is not noise)
 ========================  ==========================================================
 
-Width is the hidden units (MLP) or channels (CNN) as drawn, for both
-architectures (no divisor ties it to ``inductive_bias``). Depth is >= 2
+Width is the hidden units (MLP) or channels (CNN) as drawn (no divisor ties
+it to ``inductive_bias``; the large space draws each architecture's width from
+its own choices). Depth is >= 2
 everywhere, so residual connections and gradient stability always have a
 hidden->hidden layer to act on.
 
@@ -64,7 +73,8 @@ that rate for every optimizer.
 For the analysis: ``log_lr`` depends on ``optimizer``, ``label_smoothing`` on
 ``loss`` and ``problem``, and ``steps`` on ``epochs``, ``n_train`` and the batch
 size by construction; the randomized roots are ``optimizer``, the lr lever's
-own uniform, ``loss``, ``epochs``, ``n_train`` and ``batch_size``.
+own uniform, ``loss``, ``epochs``, ``n_train`` and ``batch_size``; in the large
+space ``width`` also depends on ``arch`` (its own uniform is the randomized root).
 
 ``vary`` lays the varied levers out as a full factorial over run indices: the
 first varied lever (in lever order) cycles fastest, ``values[i % n1]``, the next
@@ -322,6 +332,10 @@ class LeverSpace:
     lr_ranges: tuple[tuple[str, float, float], ...] = (("sgd", 5e-2, 3.0), ("momentum", 5e-3, 0.5),
                                                       ("adam", 5e-4, 0.1))
     min_steps: int = 100  # the budget rule's floor (full-batch runs make one step per epoch)
+    #: arch -> the width choices its width lever's uniform maps onto (empty: the width lever's own choices for
+    #: every architecture). An MLP's hidden layer and a CNN's channel count are not the same unit of capacity;
+    #: per-arch ranges let each cross the interpolation threshold, so ``width`` depends on ``arch`` by design.
+    arch_widths: tuple[tuple[str, tuple[int, ...]], ...] = ()
     _by_name: dict[str, Lever] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -425,6 +439,8 @@ class LeverSpace:
         if v["problem"] == "classification":
             v["noise_dist"] = "gaussian"
         u = self.uniforms(seed, index)
+        if self.arch_widths and "width" not in forced:  # the width lever's own uniform, on the arch's choices
+            v["width"] = Choice(self.width_choices(v["arch"])).sample(float(u[self.names.index("width")]))
         if "lr" not in forced:  # the lr lever's own uniform, on the optimizer's range
             low, high = self.lr_range(v["optimizer"])
             v["lr"] = LogUniform(low, high).sample(float(u[self.names.index("lr")]))
@@ -475,11 +491,22 @@ class LeverSpace:
                 return low, high
         raise ConfigError(f"space {self.name!r} has no learning-rate range for optimizer {optimizer!r}")
 
+    def width_choices(self, arch: str) -> tuple[int, ...]:
+        """The width choices of ``arch`` in this space (the width lever's own when not set per arch)."""
+        for name, choices in self.arch_widths:
+            if name == arch:
+                return choices
+        if self.arch_widths:
+            raise ConfigError(f"space {self.name!r} has no width choices for arch {arch!r}")
+        return tuple(self.lever("width").dist.values)  # type: ignore[union-attr]
+
     def describe(self) -> dict[str, str]:
         """Lever name -> its sampling distribution, for manifests and ``--help``."""
         out = {lv.name: lv.dist.describe() for lv in self.levers}
         out["lr"] = "log-uniform per optimizer: " + ", ".join(f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in self.lr_ranges)
         out["steps"] += f" (min_steps {self.min_steps})"
+        if self.arch_widths:
+            out["width"] = "per arch, equal weights: " + ", ".join(f"{a} {list(w)}" for a, w in self.arch_widths)
         return out
 
 
@@ -502,7 +529,8 @@ _C = Choice
 
 
 def _levers(width: tuple[int, ...], depth: tuple[int, ...], batch: tuple, batch_w: tuple[float, ...],
-            n_train: tuple[int, ...], epochs: tuple[float, ...]) -> tuple[Lever, ...]:
+            n_train: tuple[int, ...], epochs: tuple[float, ...], init: tuple[float, float] = (0.25, 4.0)
+            ) -> tuple[Lever, ...]:
     """The levers of a space; only capacity, data size, batch and budget differ between spaces."""
     return (
         Lever("task", _C(("teacher", "mnist1d")), "str", choices=("teacher", "mnist1d"),
@@ -515,7 +543,7 @@ def _levers(width: tuple[int, ...], depth: tuple[int, ...], batch: tuple, batch_
         Lever("depth", _C(depth), "int", 1, 16, doc="hidden layers (the spaces draw >= 2)"),
         Lever("loss", _C(("cross_entropy", "mse", "l1")), "str", choices=("cross_entropy", "mse", "l1"),
               doc="training loss; picked among the losses the problem allows"),
-        Lever("init_scale", LogUniform(0.25, 4.0), "float", 1e-3, 100.0, doc="initial weight std / He std"),
+        Lever("init_scale", LogUniform(*init), "float", 1e-3, 100.0, doc="initial weight std / He std"),
         Lever("optimizer", _C(("sgd", "momentum", "adam")), "str", choices=("sgd", "momentum", "adam"),
               doc="optimizer (momentum = SGD with momentum 0.9)"),
         Lever("lr", LogUniform(1e-4, 3.0), "float", 1e-6, 10.0, doc="learning rate (range per optimizer)"),
@@ -546,12 +574,13 @@ SMALL_SPACE = LeverSpace(
                    n_train=(64, 128, 256), epochs=(20, 50)),
     version="2-small", name="small", min_steps=100,
 )
-#: the reference atlas and GPU sweeps (the default)
+#: the reference atlas and GPU sweeps (``--space large``)
 LARGE_SPACE = LeverSpace(
-    levers=_levers(width=(16, 32, 64), depth=(2, 3, 4), batch=(32, 64, 128, 256),
-                   batch_w=(1.0, 1.0, 1.0, 1.0), n_train=(256, 512, 1024, 2048, 4000),
-                   epochs=(25, 50, 100)),
-    version="2-large", name="large", min_steps=400,
+    levers=_levers(width=(16, 32, 64, 128, 256), depth=(2, 3, 4), batch=(32, 64, 128, 256),
+                   batch_w=(1.0, 1.0, 1.0, 1.0), n_train=(1024, 2048, 4000), epochs=(25, 50, 100),
+                   init=(0.25, 2.0)),
+    version="3-large", name="large", min_steps=400,
+    arch_widths=(("mlp", (32, 64, 128, 256)), ("cnn", (16, 32, 64))),
 )
 SpaceName = Literal["small", "large"]
 SPACES: dict[str, LeverSpace] = {"small": SMALL_SPACE, "large": LARGE_SPACE}

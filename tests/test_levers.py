@@ -29,7 +29,9 @@ def _frame(configs, space=S) -> pd.DataFrame:
     for c in configs:
         rows.append({
             "task": c.task == "mnist1d",
-            "width": np.log2(c.width),  # units or channels as drawn, for both architectures
+            # the width lever's own draw: its position among the arch's choices (width depends on arch by design
+            # in the large space, as log_lr depends on the optimizer)
+            "width": space.width_choices(c.arch).index(c.width) / max(1, len(space.width_choices(c.arch)) - 1),
             "depth": c.depth,
             "init_scale": np.log2(c.init_scale),
             "optimizer_adam": c.optimizer == "adam",
@@ -97,10 +99,12 @@ def test_resolved_levers_are_independent_within_their_stratum():
     x = np.array([c.loss == "mse" for c in reg], float)
     y = np.array([c.noise_dist == "laplace" for c in reg], float)
     assert abs(np.corrcoef(x, y)[0, 1]) < 4 / np.sqrt(len(reg))
-    # mnist1d: cnn and mlp both drawn, roughly half each, over the same widths (no divisor ties width to arch)
+    # mnist1d: cnn and mlp both drawn, roughly half each, each over its own declared widths (all of them)
     arch = [c.arch == "cnn" for c in cfgs if c.task == "mnist1d"]
     assert 0.4 < np.mean(arch) < 0.6
-    assert {c.width for c in cfgs if c.arch == "cnn"} == {c.width for c in cfgs if c.arch == "mlp"}
+    for a in ("cnn", "mlp"):
+        assert {c.width for c in cfgs if c.arch == a} == set(S.width_choices(a))
+    assert S.width_choices("cnn") != S.width_choices("mlp")  # the large space sets widths per arch
     # every optimizer's lr stays in its own range; steps follow the budget rule
     for c in cfgs:
         low, high = S.lr_range(c.optimizer)
