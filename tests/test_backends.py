@@ -105,3 +105,25 @@ def _always_fails(configs, data, **kw):
 def test_bad_backend_settings_name_the_setting(make, name):
     with pytest.raises(ConfigError, match=name):
         make()
+
+
+def test_slurm_array_script_carries_the_options_and_requeues_on_timeout(tmp_path, monkeypatch):
+    """The sbatch script submitit would submit (a stand-in ``srun`` lets it build one off-cluster)."""
+    pytest.importorskip("submitit")
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    backend = SlurmBackend(partition="gpu", gpus_per_task=1, time_min=120, array_parallelism=8, max_requeues=5,
+                           mem_gb=32, additional={"account": "lab"}, cluster="slurm")
+    ex = backend.executor(tmp_path / "sweep")
+    assert ex.cluster == "slurm" and ex._executor.max_num_timeout == 5
+    ex._executor.parameters["map_count"] = 10  # what map_array sets for ten array tasks
+    script = ex._executor._make_submission_file_text("python -m x", "%j")
+    for line in ("--partition=gpu", "--gpus-per-node=1", "--time=120", "--array=0-9%8", "--mem=32GB",
+                 "--account=lab", "--signal=USR2@"):  # USR2 before the limit: checkpoint and requeue
+        assert f"#SBATCH {line}" in script
+    assert str(tmp_path / "sweep" / "_submitit") in script
