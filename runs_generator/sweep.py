@@ -23,6 +23,7 @@ times; a run whose loss goes non-finite is a diverged row, not an error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -453,7 +454,9 @@ def run_sweep(
         log.info("removed %d unfinished temp file(s) of an interrupted sweep in %s", len(removed), out)
     selected = list(range(len(plan))) if piece is None else piece.select(range(len(plan)))
     done = storage.finished_shards(out)
-    jobs = [ShardJob(cfg, s, plan[s], trainer) for s in selected if s not in done]
+    # cluster workers start in other directories: hand them an absolute --out
+    ship = dataclasses.replace(cfg, out=Path(os.path.abspath(out)))
+    jobs = [ShardJob(ship, s, plan[s], trainer) for s in selected if s not in done]
     skipped_runs = sum(len(plan[s]) for s in selected if s in done)
     where = "" if piece is None else f" (slice {piece.index}/{piece.count}: {len(selected)} shards)"
     log.info("sweep %s: %d runs in %d shards%s, %d to train, %d already done", out, cfg.runs, len(plan), where,
