@@ -431,8 +431,8 @@ def run_sweep(
     piece = None if shards is None else ShardSlice.parse(shards)
     runner = get_backend(backend, workers=cfg.workers)
     t0 = time.perf_counter()
+    sweepdir.finish_interrupted_compact(cfg.out)  # first: a killed compact may have left no directory at out
     out = storage.prepare_dir(cfg.out)
-    sweepdir.finish_interrupted_compact(out)
     resumed = storage.check_manifest(out, cfg.identity())
     configs = cfg.configs()  # validates every override against every run before any training
     if not resumed:

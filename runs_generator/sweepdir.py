@@ -211,6 +211,8 @@ def finish_interrupted_compact(out: str | os.PathLike) -> None:
 
 def _finish_interrupted(out: Path) -> None:
     build, old, _ = _siblings(out)
+    if old.is_dir() and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty directory made at out after the kill holds nothing to keep
     if not out.exists() and old.is_dir():
         if build.is_dir():
             os.rename(build, out)
@@ -218,6 +220,10 @@ def _finish_interrupted(out: Path) -> None:
         else:
             os.rename(old, out)
             log.info("undid an interrupted compaction of %s", out)
+    if out.exists() and old.exists() and build.exists():  # both copies beside a third: nothing is certain
+        raise ConfigError(f"{str(out)!r} exists beside both copies of an interrupted compaction ({build.name}, "
+                          f"{old.name}); keep the one that `udl status` reads as complete, rename it to "
+                          f"{out.name} and remove the others")
     if out.exists():
         for leftover in (build, old):
             if leftover.exists():
