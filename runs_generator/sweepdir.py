@@ -13,7 +13,8 @@ and the old shards it replaces. So the new directory is built beside the old
 one (``.NAME.compact``: the merged files, fsynced, plus hard links to every
 non-data file), checked against the plan row by row, and swapped with the old
 directory in one ``renameat2(RENAME_EXCHANGE)`` call (Linux). A reader then sees
-the whole old directory or the whole new one; a kill before the swap leaves the
+the whole old directory or the whole new one (one that listed the old files
+just before the swap fails to open them: an error, never a wrong count); a kill before the swap leaves the
 old one untouched, a kill after it leaves only the hidden leftover, which the
 next ``compact`` (or ``generate``) removes. Where the exchange is not supported
 (another OS, some network filesystems) two renames are used instead: the old
