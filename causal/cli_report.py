@@ -12,18 +12,22 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="edges, mediation paths, graph tests (and sign check) into one folder",
-        description="Run fit, mediate and falsify (and check, given --baseline) on a runs table "
-        "and write tables, figures and report.md into --out.",
+        help="the whole analysis as one self-contained HTML file (or a folder of tables and figures)",
+        description="Run fit (pooled and per task), mediate, falsify, the measure scores (and check, given "
+        "--baseline) on a runs table. --out FILE.html writes one self-contained HTML page (figures embedded, "
+        "sortable tables, no network needed); any other --out is a folder of tables, figures, report.md and "
+        "report.html.",
     )
     p.add_argument("data", help="a runs parquet file or shard directory")
-    p.add_argument("--out", default="report", help="output folder (default: ./report)")
+    p.add_argument("--out", default="report", help="FILE.html, or an output folder (default: ./report)")
     p.add_argument("--baseline", help="sign baseline JSON to check against (optional)")
     p.add_argument("--adjust", choices=("design", "book"), default="design",
                    help="the book's graph plus the design (default) or the book's graph alone")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for mediation CIs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--edge-plots", type=int, default=6,
+                   help="most per-edge added-variable plots in the HTML (default 6; 0 for none)")
     p.set_defaults(func=_run)
 
     c = sub.add_parser(
@@ -48,13 +52,23 @@ def _run(args: argparse.Namespace) -> int:
     from causal.load import load_runs
     from causal.report import report
 
+    import shlex
+    import sys
+
     df = load_runs(args.data)
+    command = "udl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     rep = report(df, baseline=args.baseline, adjust=args.adjust, alpha=args.alpha,
-                 n_boot=args.n_boot, seed=args.seed)
-    out = rep.write_dir(Path(args.out))
+                 n_boot=args.n_boot, seed=args.seed, source=args.data, edge_plots=args.edge_plots,
+                 command=command or f"udl report {shlex.quote(args.data)} --out {shlex.quote(args.out)}"
+                 + (f" --baseline {shlex.quote(args.baseline)}" if args.baseline else ""))
     print(rep.markdown())
-    print(f"\nreport written to {out}/ (report.md, edges.csv, mediation.csv, implications.csv, "
-          f"missing_edges.csv, forest.png, graph.png, mediation.png)")
+    if Path(args.out).suffix.lower() in (".html", ".htm"):
+        out = rep.write_html(Path(args.out))
+        print(f"\nreport written to {out} (one self-contained HTML file)")
+    else:
+        out = rep.write_dir(Path(args.out))
+        print(f"\nreport written to {out}/ (report.html, report.md, edges.csv, mediation.csv, implications.csv, "
+              f"missing_edges.csv, measure_scores.csv, forest.png, graph.png, mediation.png)")
     return 0 if rep.signs is None or rep.signs.passed else 1
 
 

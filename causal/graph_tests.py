@@ -329,10 +329,6 @@ class FalsifyResult(Result):
         extra = format_table(miss, decimals=decimals) if len(miss) else "none"
         return f"{text}\n\nStrong effects missing from the graph (|std_effect| > {self.threshold:g}):\n{extra}"
 
-    def _repr_html_(self) -> str:
-        miss = self.missing_edges.to_html(index=False, float_format=lambda v: f"{v:.3g}")
-        return f"{super()._repr_html_()}<h5>Strong effects missing from the graph</h5>{miss}"
-
     def plot_pvalues(self, ax: Any = None) -> Any:
         """QQ plot of -log10 p against the uniform; violations in red. Returns ``ax``."""
         import matplotlib.pyplot as plt

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["VERDICT_COLORS", "KIND_COLORS", "layered_layout", "draw_graph", "effects_graph", "forest", "forest_facets",
            "matched_interval", "paired_forest", "measure_bars", "standardize_paths", "mediation_forest",
-           "plot_edge"]
+           "plot_edge", "distributions"]
 
 #: edge colours by verdict (green supports, red contradicts, grey inconclusive)
 VERDICT_COLORS: dict[str, str] = {
@@ -612,7 +612,7 @@ def plot_edge(effects: Any, df: pd.DataFrame, treatment: str, outcome: str, ax: 
                       f"[{row['ci_low']:.3g}, {row['ci_high']:.3g}], {row['verdict']}", fontsize=9)
         pax.set_xlabel(f"{treatment} | adjustment set (residual)", fontsize=8)
         pax.set_ylabel(f"{outcome} | adjustment set (residual)", fontsize=8)
-        pax.legend(fontsize=6, frameon=False, loc="best")
+        pax.legend(fontsize=6, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     return axes_list[0] if len(axes_list) == 1 else np.asarray(axes_list)
 
 
@@ -671,3 +671,50 @@ def _draw_diverged(ax: Any, frame: pd.DataFrame, prep: Any, av: dict[str, Any], 
                    label=f"diverged, excluded ({len(usable)} of {len(div)} have both values)")
     else:
         ax.plot([], [], "x", color="#c62828", label=f"diverged: {len(div)} runs, none has both values")
+
+
+def distributions(df: pd.DataFrame, columns: Sequence[str], *, by: str = "task", bins: int = 30) -> Any:
+    """Small multiples: one histogram per column, one outline per ``by`` group; diverged runs left out. A Figure."""
+    import matplotlib.pyplot as plt
+
+    data = df[df["diverged"].fillna(0) != 1] if "diverged" in df.columns else df
+    groups = sorted(data[by].dropna().astype(str).unique()) if by in data.columns else []
+    ncol = 6
+    nrow = int(np.ceil(len(columns) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol, 1.9 * nrow), squeeze=False)
+    colors = ("#1e88e5", "#e53935", "#43a047", "#8e24aa", "#fb8c00", "#00897b")
+    for ax, col in zip(axes.ravel(), columns):
+        values = pd.to_numeric(data[col], errors="coerce")
+        finite = values[np.isfinite(values)]
+        if finite.empty:
+            ax.set_axis_off()
+            continue
+        # a few extreme runs (R² of -100 among values near 0.9) would squash the rest into one bin:
+        # then draw the central 98% and say how many runs lie outside
+        lo_q, hi_q = np.quantile(finite, [0.01, 0.99])
+        wide = hi_q > lo_q and float(finite.max() - finite.min()) > 3 * float(hi_q - lo_q)  # outliers dominate
+        outside = int(((finite < lo_q) | (finite > hi_q)).sum()) if wide else 0
+        edges = np.histogram_bin_edges(finite[(finite >= lo_q) & (finite <= hi_q)] if outside else finite, bins=bins)
+        if groups:
+            for g, c in zip(groups, colors):
+                v = values[data[by].astype(str) == g]
+                ax.hist(v[np.isfinite(v)], bins=edges, histtype="step", color=c, lw=1.2, label=g)
+        else:
+            ax.hist(finite, bins=edges, color="#90a4ae")
+        n_null = int(values.isna().sum())
+        notes = [f"{n_null} null"] if n_null else []
+        if outside:
+            notes.append(f"{outside} outside")
+        ax.set_title(f"{col}" + (f" ({', '.join(notes)})" if notes else ""), fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.locator_params(nbins=4)
+    for ax in axes.ravel()[len(columns):]:
+        ax.set_axis_off()
+    if groups:
+        handles = [plt.Line2D([0], [0], color=c, lw=1.2, label=f"{by} = {g}") for g, c in zip(groups, colors)]
+        fig.legend(handles=handles, loc="upper center", ncol=len(groups), fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 1.0))
+    # fixed spacing: tight_layout would lay out every tick label of the grid again (seconds for 18 panels)
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.05, top=1 - 0.55 / fig.get_figheight(),
+                        wspace=0.3, hspace=0.55)
+    return fig

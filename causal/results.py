@@ -27,8 +27,6 @@ Examples
 
 from __future__ import annotations
 
-import html
-import io
 import json
 import math
 import sys
@@ -101,6 +99,13 @@ class Result:
     display_columns: ClassVar[tuple[str, ...] | None] = None
     summary: pd.DataFrame
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # @dataclass writes a field-by-field __repr__ unless the class already has one: give every
+        # subclass the short one, so repr(result) never dumps its DataFrames
+        super().__init_subclass__(**kwargs)
+        if "__repr__" not in cls.__dict__:
+            cls.__repr__ = Result.__repr__  # type: ignore[method-assign]
+
     # ---- hooks ------------------------------------------------------------------
     def _info(self) -> dict[str, Any]:
         """Settings and counts shown above the table (override)."""
@@ -128,7 +133,10 @@ class Result:
         return json.dumps(self.to_dict(), **kwargs)
 
     def write(self, path: str | Path) -> Path:
-        """Write ``summary`` to ``.csv``/``.parquet`` or :meth:`to_dict` to ``.json``.
+        """Write ``summary`` to ``.csv``/``.parquet``, :meth:`to_dict` to ``.json``, or the HTML view to ``.html``.
+
+        The ``.html`` file is a self-contained page (:mod:`causal.html`) with
+        the same tables as :meth:`_repr_html_`.
 
         Raises
         ------
@@ -143,10 +151,14 @@ class Result:
             self.summary.to_parquet(path, index=False)
         elif suffix == ".json":
             path.write_text(self.to_json() + "\n")
+        elif suffix in (".html", ".htm"):
+            from causal.html import page, result_html
+
+            path.write_text(page(self.title, [("result", self.title, result_html(self))]), encoding="utf-8")
         else:
             raise ConfigError(
                 f"cannot write {path}: suffix {suffix or '(none)'!r} is not supported; "
-                "use .csv, .json or .parquet"
+                "use .csv, .json, .parquet or .html"
             )
         return path
 
@@ -164,17 +176,11 @@ class Result:
         print(self.summary_text(decimals=decimals), file=file or sys.stdout)
 
     def _repr_html_(self) -> str:
-        buf = io.StringIO()
-        buf.write(f"<h4>{html.escape(self.title)}</h4>")
-        info = self._info()
-        if info:
-            buf.write("<table>")
-            for key, value in info.items():
-                buf.write(f"<tr><th style='text-align:left'>{html.escape(str(key))}</th>"
-                          f"<td style='text-align:left'>{html.escape(str(value))}</td></tr>")
-            buf.write("</table>")
-        buf.write(self._display_frame().to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-"))
-        return buf.getvalue()
+        """Settings, the summary with verdicts tinted, and the tables the result carries (skipped edges,
+        moderation, ...): the same HTML as the result's section of the report (:func:`causal.html.result_html`)."""
+        from causal.html import result_html
+
+        return result_html(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {len(self.summary)} rows; print_summary() for the table>"

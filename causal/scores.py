@@ -265,6 +265,7 @@ def measure_scores(
                           index=data.index)
 
     rows, lever_rows = [], []
+    other_diff = 0.0 if exact else _other_differences(coarse[data[target].notna()], hold, levers)
     for m in measures:
         ok = data[m].notna() & data[target].notna()
         sub, cs = data[ok], coarse[ok]
@@ -273,13 +274,10 @@ def measure_scores(
         tau = float(stats.kendalltau(mv, gv).statistic) if len(sub) > 1 else np.nan
         envs: list[dict[str, Any]] = []
         psis: list[float] = []
-        other_diff: list[float] = []
         for lever in levers:
             group_cols = [*hold, *([lv for lv in levers if lv != lever] if exact else [])]
             groups = cs.groupby(group_cols, sort=True).indices if group_cols else {(): np.arange(len(cs))}
             lv_values = cs[lever].to_numpy()
-            others = [lv for lv in levers if lv != lever]
-            oa = cs[others].to_numpy() if others and not exact else None
             cell_taus = []
             for key, idx in groups.items():
                 idx = np.asarray(idx)
@@ -294,8 +292,6 @@ def measure_scores(
                         agree_sum += float(s.sum())
                         n_cell += s.size
                         if s.size >= min_pairs:
-                            if oa is not None:
-                                other_diff.append(float((oa[a][:, None, :] != oa[b][None, :, :]).sum(-1).mean()))
                             envs.append({"lever": lever, "from": va, "to": vb,
                                          "group": key if isinstance(key, tuple) else (key,),
                                          "error": float(np.mean((1 - s) / 2)), "pairs": s.size})
@@ -321,7 +317,7 @@ def measure_scores(
                                   + ", ".join(f"{h}={v}" for h, v in zip(hold, worst["group"]))
                                   + f" ({worst['pairs']} pairs)") if worst else "",
             "n_environments": len(envs), "n_pairs": int(sum(e["pairs"] for e in envs)),
-            "mean_other_diff": float(np.mean(other_diff)) if other_diff else 0.0,
+            "mean_other_diff": other_diff,
         })
     summary = pd.DataFrame(rows)
     if not (summary["n_environments"] > 0).any():
@@ -333,6 +329,26 @@ def measure_scores(
     return MeasureScores(summary, pd.DataFrame(lever_rows), {
         "target": target, "hold": list(hold), "exact": bool(exact), "bins": bins, "max_levels": max_levels,
         "min_pairs": min_pairs, "levers": list(levers), "diverged": diverged})
+
+
+def _other_differences(cs: pd.DataFrame, hold: list[str], levers: list[str]) -> float:
+    """Mean number of other levers that differ in a coupled pair of some lever (pairs share ``hold``).
+
+    One number for the table (the rows with a target), not per measure.
+    """
+    total, count = 0.0, 0
+    groups = cs.groupby(hold, sort=False).indices if hold else {(): np.arange(len(cs))}
+    codes = np.column_stack([pd.factorize(cs[lv])[0] for lv in levers])  # (rows, levers)
+    for idx in groups.values():
+        x = codes[np.asarray(idx)]
+        diff = (x[:, None, :] != x[None, :, :]).sum(-1)  # (n, n): levers that differ
+        iu = np.triu_indices(len(x), 1)
+        d = diff[iu]
+        # a pair whose runs differ in d levers is a coupled pair of each of those d levers,
+        # and each time the other d - 1 differ as well
+        total += float((d * (d - 1)).sum())
+        count += int(d.sum())
+    return total / count if count else 0.0
 
 
 def _with_dag(summary: pd.DataFrame, df: pd.DataFrame, effects: Any) -> pd.DataFrame:
