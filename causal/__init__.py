@@ -3,7 +3,7 @@
 Imports without torch. Heavy modules (DoWhy, matplotlib) load on first use.
 
 Public names (DESIGN.md §7): ``BOOK_DAG``, ``load_runs``, ``fit_edges``,
-``mediation``, ``falsify``, ``check_signs``.
+``mediation``, ``falsify``, ``check_signs``; also ``total_effects``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ _LAZY = {
     "mediation": "causal.mediate",
     "MediationResult": "causal.mediate",
     "mediation_paths": "causal.mediate",
+    "total_effects": "causal.totals",
+    "TotalEffects": "causal.totals",
     "MediationTable": "causal.mediate",
     "default_paths": "causal.mediate",
     "falsify": "causal.graph_tests",

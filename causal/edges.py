@@ -32,7 +32,14 @@ For every column edge ``t → o`` of the graph whose columns are in the table,
    core (:func:`causal.regression.ols`, HC3 by default);
    ``method="dml"`` — cross-fitted partialling-out double ML with
    gradient-boosted nuisances (:func:`causal._dowhy.estimate_dml`).
-5. *Testing*: p-values are corrected across all estimated edges
+5. *Units*: a column whose units differ by problem (``generalization``:
+   accuracy or R²; ``data_noise``; ``deployment_risk``) is z-scored within
+   each task × problem family when the rows span several problems
+   (:mod:`causal.units`), so its edges are estimated in within-family sd
+   units, never on a raw pool of accuracy and R² (``standardized`` column,
+   :attr:`EdgeEffects.units`); ``by=["task", "problem"]`` gives each family's
+   estimates in raw units.
+6. *Testing*: p-values are corrected across all estimated edges
    (:func:`causal.regression.adjust_pvalues`: Holm by default).
 
 Every summary row records ``adjust``, ``method``, ``se``, ``adjustment``
@@ -72,6 +79,7 @@ from causal.graph import BOOK_DAG, CausalGraph
 from causal.prepare import Adjust, Diverged
 from causal.regression import StdErr, adjust_pvalues, ols
 from causal.results import Result
+from causal.units import describe as describe_units
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -159,6 +167,13 @@ class EdgeEffects(Result):
         Diverged rows excluded before fitting (``config.diverged``).
     notes : dict
         Levers left out of the design and why (absent, constant).
+    units : DataFrame
+        Columns whose units differ by problem, z-scored within each
+        task × problem family before fitting (:mod:`causal.units`): one row
+        per (column, family) with the raw ``mean``/``sd`` and the ``extreme``
+        rows kept. The summary's ``standardized`` column names the edge's
+        columns in within-family sd units (``estimate`` is then per sd of
+        those). Empty when no column mixes units.
     by : str or None
         With ``fit_edges(..., by=COLUMN)`` (:mod:`causal.strata`): the
         summary is the pooled fit on within-stratum standardized columns,
@@ -175,6 +190,7 @@ class EdgeEffects(Result):
     n_rows: int
     n_diverged: int = 0
     notes: dict = field(default_factory=dict)
+    units: pd.DataFrame = field(default_factory=pd.DataFrame)
     by: str | None = None
     strata: pd.DataFrame | None = None
     heterogeneity: pd.DataFrame | None = None
@@ -194,6 +210,7 @@ class EdgeEffects(Result):
             "rows": f"{self.n_rows} ({self.n_diverged} diverged excluded)" if self.config.diverged == "exclude"
             else f"{self.n_rows} (diverged included)",
             "edges": f"{len(self.summary)} estimated, {len(self.skipped)} skipped",
+            "units": describe_units(self.units),
             **({"by": f"{self.by} (pooled: within-stratum standardized)"} if self.by else {}),
             "verdicts": ", ".join(f"{k} {int(counts.get(k, 0))}" for k in ("supports", "contradicts", "inconclusive")),
         }
@@ -204,6 +221,7 @@ class EdgeEffects(Result):
         out = super().to_dict()
         out["config"] = json_safe(asdict(self.config))
         out["n_rows"], out["n_diverged"], out["notes"] = self.n_rows, self.n_diverged, json_safe(self.notes)
+        out["units"] = json_safe(self.units.to_dict("records"))
         if self.by is not None:
             out["by"] = self.by
             for name in ("strata", "heterogeneity"):
@@ -363,7 +381,7 @@ def fit_edges(
     standardize: bool = True,
     se: StdErr = "hc3",
     refute_simulations: int = 20,
-    by: str | None = None,
+    by: str | Sequence[str] | None = None,
 ) -> EdgeEffects:
     """Estimate the direct effect of every column edge of ``graph`` in ``df``.
 
@@ -392,9 +410,19 @@ def fit_edges(
         Report ``std_effect`` (else NaN) and plot it in forest plots.
     se : {'hc3', 'hc1', 'classical'}
         Standard errors of the linear method (:func:`causal.regression.ols`).
-    by : str, optional
-        A categorical column (e.g. ``'task'``): per-stratum fits and a pooled
-        fit on within-stratum standardized columns (:mod:`causal.strata`).
+    by : str or sequence of str, optional
+        A categorical column (e.g. ``'task'``) or several (``['task',
+        'problem']``: each family in its own raw units): per-stratum fits and
+        a pooled fit on within-stratum standardized columns
+        (:mod:`causal.strata`).
+
+    Notes
+    -----
+    Columns whose units differ by problem (``generalization`` is accuracy or
+    R², ``data_noise``, ``deployment_risk``; :mod:`causal.units`) are never
+    pooled raw: when the rows span several problems they are z-scored within
+    each task × problem family first, and their edges' estimates are per
+    within-family sd (``summary['standardized']``, ``EdgeEffects.units``).
 
     Returns
     -------
@@ -420,6 +448,7 @@ def fit_edges(
                        diverged)
     prep = prepare(df, graph, adjust=adjust, diverged=diverged, who="fit_edges")
     data, numeric, gid = prep.data, prep.numeric, prep.gid
+    in_sd = set(prep.units["column"]) if len(prep.units) else set()
 
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -468,6 +497,7 @@ def fit_edges(
                 "std_effect": est.estimate * scale, "std_ci_low": est.ci_low * scale, "std_ci_high": est.ci_high * scale,
                 "adjustment": ",".join(adjustment), "dowhy_set": ",".join(ident.dowhy_set or ()),
                 "method": method, "adjust": adjust, "se": se if method == "linear" else "dml_sandwich",
+                "standardized": ",".join(c for c in (ce.treatment, ce.outcome) if c in in_sd),
             }
             if method == "dml":  # the linear estimate beside it, for the disagreement flags
                 row.update({"linear_estimate": linear.estimate, "linear_ci_low": linear.ci_low,
@@ -490,6 +520,8 @@ def fit_edges(
         n_rows=prep.n_input,
         n_diverged=prep.n_diverged,
         notes=dict(prep.notes),
+        units=prep.units[prep.units["column"].isin(in_sd & set(graph.column_graph().nodes))].reset_index(drop=True)
+        if len(prep.units) else prep.units,
     )
 
 
@@ -497,6 +529,7 @@ _ORDER = [
     "number", "edge", "treatment", "outcome", "estimate", "std_error", "ci_low", "ci_high", "p_value",
     "p_adjusted", "n", "expected_sign", "estimated_sign", "significant", "verdict", "std_effect",
     "std_ci_low", "std_ci_high", "adjustment", "dowhy_set", "method", "adjust", "se", "n_null_dropped",
+    "standardized",
 ]
 
 
@@ -520,6 +553,7 @@ def _finish(summary: pd.DataFrame, config: FitConfig) -> pd.DataFrame:
         summary["disagree_significance"] = summary["significant"] != lin_sig
     summary["n"] = summary["n"].astype("int64")
     summary["n_null_dropped"] = summary["n_null_dropped"].astype("int64")
+    summary["standardized"] = summary["standardized"].astype(object)
     rest = [c for c in summary.columns if c not in _ORDER]
     return summary[_ORDER + rest].reset_index(drop=True)
 

@@ -16,15 +16,21 @@ effect ``fit_edges`` identifies for a lever → mediator edge. Then
 * the **direct** effect is the coefficient of the book edge ``a -> y`` (0 when
   the book has none);
 * **book_paths** is the sum of the products over every book path from ``a`` to ``y``;
-* the **total** effect of a randomized source is estimated directly: ``y``
-  regressed on ``a`` and the other randomized columns that are not its
-  descendants (nor its own intervention levers). For a mediator source, which
-  is not randomized, it is the SEM's implied total ``[(I - B)^-1]_{a,y}``;
+* the **total** effect of a randomized source is estimated directly by
+  :func:`causal.totals.randomized_totals`, the estimator of
+  :func:`causal.total_effects` (same rows, seed and resamples, so the same
+  numbers): ``y`` regressed on ``a`` and the other randomized columns that
+  are not its descendants (nor its own intervention levers), on the rows
+  where ``y`` and every randomized column are observed. For a mediator
+  source, which is not randomized, it is the SEM's implied total
+  ``[(I - B)^-1]_{a,y}``;
 * **other_indirect** = total − path − direct and **unexplained** = total −
   book_paths: effects along paths the book lacks.
 
 All CIs and p-values come from one nonparametric bootstrap over rows, shared by
-every node, path and total (so products keep their joint distribution):
+every node, path and total (so products keep their joint distribution; the
+SEM's rows, complete in every mediator, are a subset of the totals' rows and
+use each resample's counts of them):
 ``ci_low``/``ci_high`` are estimate ± z·(bootstrap sd) and ``p_value`` the
 matching z-test, so a CI excludes 0 exactly when p < alpha; the percentile
 interval is given beside them. Every node's regression is solved for every
@@ -59,6 +65,7 @@ from causal.errors import ConfigError, GraphError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
 from causal.regression import DEFAULT_SE, adjust_pvalues, check_correction, ols, weighted_ols
 from causal.results import Result
+from causal.units import describe as describe_units
 from causal.variables import add_contrasts
 
 __all__ = [
@@ -152,8 +159,8 @@ class LinearSEM:
     boot : (n_boot, k, k) array
         The same coefficients in each bootstrap resample.
     totals : dict of (str, str) -> (float, (n_boot,) array)
-        Directly estimated total effects (one regression each) on the same
-        rows and resamples.
+        Directly estimated total effects (:func:`causal.totals.randomized_totals`)
+        on the same resamples.
     n : int
         Complete rows used.
     """
@@ -175,14 +182,18 @@ class LinearSEM:
 
     @classmethod
     def fit(cls, data: pd.DataFrame, equations: dict[str, list[tuple[list[str], list[str]]]], *, n_boot: int,
-            seed: int, totals: dict[tuple[str, str], list[str]] | None = None) -> LinearSEM:
+            seed: int, totals: dict[tuple[str, str], tuple[float, np.ndarray]] | None = None,
+            universe: tuple[int, np.ndarray] | None = None) -> LinearSEM:
         """Fit each node's regressions; ``data`` must be complete and numeric.
 
         ``equations`` maps a column to its regressions, each ``(regressors,
         kept)``: the coefficients of ``kept`` (a subset of ``regressors``) are
-        taken from that regression. ``totals`` maps ``(source, target)`` to the
-        columns adjusted for in a direct regression of ``target`` on
-        ``source`` (the randomized total effect).
+        taken from that regression. ``totals`` maps ``(source, target)`` to its
+        randomized total effect and bootstrap draws
+        (:func:`causal.totals.randomized_totals`). ``universe`` = ``(m,
+        positions)``: the resamples are drawn over ``m`` rows, of which
+        ``data`` holds those at ``positions``, so they are the very resamples
+        of the totals (default: drawn over ``data``'s rows).
         """
         totals = dict(totals or {})
         cols = [c for regs in equations.values() for r, _ in regs for c in r]
@@ -204,21 +215,17 @@ class LinearSEM:
             fit = ols(values[:, j], values[:, idx], se=DEFAULT_SE)
             coef[dst, j] = fit.params[at]
             se[dst, j] = fit.std_error[at]
-        tot_x = {key: data[[key[0], *adj]].to_numpy(dtype="float64") for key, adj in totals.items()}
-        tot_y = {key: data[key[1]].to_numpy(dtype="float64") for key in totals}
-        tot = {key: (float(weighted_ols(tot_x[key], tot_y[key], np.ones((1, n)))[0, 0]), np.zeros(n_boot))
-               for key in totals}
+        m, where = universe if universe is not None else (n, np.arange(n))
         boot = np.zeros((n_boot, k, k))
         rng = np.random.default_rng(seed)  # seeded right before the stochastic step
         start = 0
-        for counts in bootstrap_counts(n, n_boot, rng):
+        for counts in bootstrap_counts(m, n_boot, rng):
+            counts = counts[:, where]
             stop = start + counts.shape[0]
             for j, idx, at, dst in fits:
                 boot[start:stop, dst, j] = weighted_ols(values[:, idx], values[:, j], counts)[:, at]
-            for key in totals:
-                tot[key][1][start:stop] = weighted_ols(tot_x[key], tot_y[key], counts)[:, 0]
             start = stop
-        return cls(nodes, coef, se, boot, tot, n)
+        return cls(nodes, coef, se, boot, totals, n)
 
 
 # ---- results ------------------------------------------------------------------------
@@ -249,6 +256,10 @@ class MediationResult(Result):
         The path's edge coefficients with bootstrap CIs.
     omitted : dict
         Graph nodes left out of the SEM and why (absent, constant, ...).
+    units : pandas.DataFrame
+        Columns fitted in within-family sd units because their units differ by
+        problem (:mod:`causal.units`; e.g. ``generalization``), with each
+        family's mean and sd. Empty when none is.
     """
 
     path: tuple[str, ...]
@@ -262,6 +273,7 @@ class MediationResult(Result):
     adjust: str = "design"
     diverged: str = "exclude"
     n_diverged: int = 0
+    units: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     title: ClassVar[str] = "Mediation (linear SEM, bootstrap)"
 
@@ -269,7 +281,7 @@ class MediationResult(Result):
         info = {"path": " -> ".join(self.path), "rows": f"{self.n} ({self.n_diverged} diverged excluded)"
                 if self.diverged == "exclude" else f"{self.n} (diverged included)", "adjust": self.adjust,
                 "n_boot": self.n_boot, "ci": f"{100 * (1 - self.alpha):g}% (estimate ± z·bootstrap sd)",
-                "seed": self.seed}
+                "seed": self.seed, "units": describe_units(self.units)}
         if self.omitted:
             info["omitted"] = ", ".join(f"{c} ({r})" for c, r in self.omitted.items())
         return info
@@ -304,6 +316,8 @@ class MediationTable(Result):
         The full decomposition per path (keyed by the ``path`` text).
     skipped : dict of str -> str
         Paths not estimated and why (an edge a missing column confounds).
+    units : pandas.DataFrame
+        As :attr:`MediationResult.units`.
     """
 
     summary: pd.DataFrame
@@ -313,6 +327,10 @@ class MediationTable(Result):
     seed: int
     correction: str
     skipped: dict[str, str] = field(default_factory=dict)
+    units: pd.DataFrame = field(default_factory=pd.DataFrame)
+    adjust: str = "design"
+    diverged: str = "exclude"
+    n_diverged: int = 0
 
     title: ClassVar[str] = "Mediation paths (linear SEM, bootstrap)"
     display_columns: ClassVar[tuple[str, ...]] = (
@@ -321,8 +339,11 @@ class MediationTable(Result):
 
     def _info(self) -> dict[str, Any]:
         return {"paths": len(self.summary), **({"skipped": len(self.skipped)} if self.skipped else {}),
+                "adjust": self.adjust, "diverged": f"{self.n_diverged} excluded" if self.diverged == "exclude"
+                else "included",
                 "n_boot": self.n_boot,
-                "ci": f"{100 * (1 - self.alpha):g}%", "correction": self.correction, "seed": self.seed}
+                "ci": f"{100 * (1 - self.alpha):g}%", "correction": self.correction, "seed": self.seed,
+                "units": describe_units(self.units)}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly: the per-path table plus every path's ``decomposition``."""
@@ -481,8 +502,9 @@ _RANDOMIZED = ("lever", "context", "design")
 def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: CausalGraph, n_boot: int, seed: int,
                alpha: float, adjust: str, diverged: str) -> tuple[dict[tuple[str, ...], MediationResult], Any]:
     from causal._dowhy import is_valid_direct_adjustment
-    from causal.design import COMPUTED, intervention_levers
+    from causal.design import intervention_levers
     from causal.prepare import prepare
+    from causal.totals import randomized_totals
 
     _check_options(n_boot, alpha)
     prep = prepare(df, graph, adjust=adjust, diverged=diverged, who="mediation")
@@ -512,18 +534,14 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
                 continue
             regs = [u for u in gid.predecessors(v) if u not in latent]
             equations[v] = prep.expand(sorted(regs, key=lambda c: c in prep.columns))
-        totals = {}
-        for p in [p for p in paths if p[-1] == target]:
-            src = p[0]
-            if gid.nodes[src].get("kind") in _RANDOMIZED:
-                skip = set(COMPUTED[src].intervention) if src in COMPUTED else set()
-                adj = [n for n, k in gid.nodes(data="kind") if k in _RANDOMIZED and n != src and n not in skip
-                       and n not in nx.descendants(gid, src)]
-                totals[(src, target)] = [c for c in prep.expand(adj) if c != src]
+        # a randomized source's total: the one estimator of total_effects, on its rows and resamples
+        sources = list(dict.fromkeys(p[0] for p in paths if p[-1] == target
+                                     and gid.nodes[p[0]].get("kind") in _RANDOMIZED))
+        tot = randomized_totals(prep, target, sources, n_boot=n_boot, seed=seed)
         interventions_all = prep.expand([lv for lv in intervention_levers() if lv in prep.columns])
-        cols = list(dict.fromkeys([*equations, *(c for r in equations.values() for c in r),
-                                   *(c for r in totals.values() for c in r), *interventions_all]))
+        cols = list(dict.fromkeys([*equations, *(c for r in equations.values() for c in r), *interventions_all]))
         frame = prep.numeric[cols].dropna()
+        frame = frame[frame.index.isin(tot.rows)]  # the SEM's rows are a subset of the totals' resampled rows
         if len(frame) < len(cols) + 3:
             raise SchemaError(
                 f"only {len(frame)} rows have every column the paths to {target!r} need "
@@ -544,9 +562,9 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
                                   (wide, [r for r in mediators if r in wide])]
             else:
                 regressions[v] = [(base, base)]
-        totals = {k: _independent_columns(frame, [k[0], *[c for c in adj if c in frame.columns]])[1:]
-                  for k, adj in totals.items()}
-        sem = LinearSEM.fit(frame, regressions, n_boot=n_boot, seed=seed, totals=totals)
+        totals = {(src, target): (tot.estimate[src], tot.draws[src]) for src in tot.estimate}
+        sem = LinearSEM.fit(frame, regressions, n_boot=n_boot, seed=seed, totals=totals,
+                            universe=(len(tot.rows), tot.rows.get_indexer(frame.index)))
         omitted = {c: r for c, r in dropped.items() if c in nx.ancestors(full, target)}
         for p in paths:
             if p[-1] == target:
@@ -554,6 +572,12 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
                 out[p] = _summarize_path(p, sem, book, alpha, seed, omitted, key)
     object.__setattr__(prep, "notes", {**prep.notes, **{f"path {k}": v for k, v in skipped.items()}})
     return out, prep
+
+
+def _path_units(prep: Any, paths: Sequence[tuple[str, ...]]) -> pd.DataFrame:
+    """The rows of ``prep.units`` for columns on ``paths``."""
+    cols = {v for p in paths for v in p}
+    return prep.units[prep.units["column"].isin(cols)].reset_index(drop=True) if len(prep.units) else prep.units
 
 
 def _independent_columns(frame: pd.DataFrame, cols: list[str]) -> list[str]:
@@ -611,7 +635,8 @@ def mediation(df: pd.DataFrame, path: str | Sequence[str], *, graph: CausalGraph
         results, prep = _run_paths(df, [p], graph, n_boot, seed, alpha, adjust, diverged)
     if p not in results:
         raise SchemaError(f"path {' -> '.join(p)}: {prep.notes['path ' + ' -> '.join(p)]}")
-    return replace(results[p], adjust=adjust, diverged=diverged, n_diverged=prep.n_diverged)
+    return replace(results[p], adjust=adjust, diverged=diverged, n_diverged=prep.n_diverged,
+                   units=_path_units(prep, [p]))
 
 
 def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | None = None, *,
@@ -639,7 +664,9 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
     with single_threaded():
         results, prep = _run_paths(df, parsed, graph, n_boot, seed, alpha, adjust, diverged) if parsed else ({}, None)
     n_div = prep.n_diverged if prep is not None else 0
-    results = {p: replace(r, adjust=adjust, diverged=diverged, n_diverged=n_div) for p, r in results.items()}
+    units = _path_units(prep, list(results)) if prep is not None else pd.DataFrame()
+    results = {p: replace(r, adjust=adjust, diverged=diverged, n_diverged=n_div, units=_path_units(prep, [p]))
+               for p, r in results.items()}
     skipped = {k[5:]: v for k, v in (prep.notes if prep is not None else {}).items() if k.startswith("path ")}
     parsed = [p for p in parsed if p in results]
     rows = []
@@ -667,4 +694,4 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
         "unexplained", "unexplained_p", "share", "n"])
     summary.insert(9, "p_adjusted", adjust_pvalues(summary["p_value"].to_numpy(float), correction))
     return MediationTable(summary, {" -> ".join(p): results[p] for p in parsed}, n_boot, alpha, seed, correction,
-                          skipped)
+                          skipped, units, adjust, diverged, n_div)

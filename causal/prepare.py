@@ -25,6 +25,11 @@ and ``falsify``:
 
   Missing mediators are marginalized by a latent projection
   (:func:`causal._dowhy.identification_graph`) in both.
+* **Units** (:mod:`causal.units`): a column whose units differ by problem
+  (``generalization``: accuracy or R²; ``data_noise``, ``deployment_risk``,
+  ``test_loss``, ...) is z-scored within each task × problem family when the
+  kept rows span more than one problem, so no analysis pools it raw
+  (:attr:`Prepared.units` says which, with each family's mean and sd).
 """
 
 from __future__ import annotations
@@ -82,6 +87,9 @@ class Prepared:
         Raw-lever node -> its regression columns.
     notes : dict of str -> str
         Columns and levers left out of the design, and why.
+    units : pandas.DataFrame
+        Columns standardized within family (:func:`causal.units.standardize_units`;
+        empty when none mixes units).
     """
 
     data: pd.DataFrame
@@ -93,6 +101,7 @@ class Prepared:
     n_diverged: int
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    units: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def search(self) -> str:
@@ -139,6 +148,7 @@ def prepare(df: pd.DataFrame, graph: CausalGraph, *, adjust: str = "design", div
     """
     from causal import _dowhy
     from causal.design import design_graph, encode_design
+    from causal.units import UNIT_DEPENDENT, standardize_units
     from causal.variables import add_contrasts
 
     if adjust not in ADJUST_CHOICES:
@@ -159,7 +169,7 @@ def prepare(df: pd.DataFrame, graph: CausalGraph, *, adjust: str = "design", div
         if df.empty:
             raise SchemaError(f"{who}: all {n_input} rows have diverged == 1; pass diverged='include' "
                               "to analyse them anyway")
-    data = add_contrasts(df)
+    data, units = standardize_units(add_contrasts(df), UNIT_DEPENDENT)
     full = graph.column_graph()
     observed = [n for n in full.nodes if not usable(data, n)]
     numeric = pd.DataFrame({c: np.asarray(data[c], dtype="float64") for c in observed}, index=data.index)
@@ -180,4 +190,4 @@ def prepare(df: pd.DataFrame, graph: CausalGraph, *, adjust: str = "design", div
         gid = _dowhy.identification_graph(g, [*observed, *columns])
     else:
         gid = _dowhy.identification_graph(full, observed)
-    return Prepared(data, numeric, gid, adjust, diverged, n_input, n_div, columns, notes)
+    return Prepared(data, numeric, gid, adjust, diverged, n_input, n_div, columns, notes, units)

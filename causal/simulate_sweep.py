@@ -45,6 +45,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,17 +126,61 @@ class SweepSimulation:
             raise KeyError(f"{treatment} → {outcome} is not a simulated book edge")
         return float(row.iloc[0]["coefficient" if task is None else f"coef_{task}"])
 
-    def total_effect(self, source: str, target: str) -> float:
-        """Task-average total effect along the book's edges (design paths excluded)."""
+    def total_effect(self, source: str, target: str, task: str | None = None) -> float:
+        """Total effect along the book's edges (design paths excluded): task average, or in ``task``."""
         import networkx as nx
 
+        col = "coefficient" if task is None else f"coef_{task}"
         g = nx.DiGraph()
         for r in self.true_effects.itertuples(index=False):
-            g.add_edge(r.treatment, r.outcome, b=r.coefficient)
+            g.add_edge(r.treatment, r.outcome, b=getattr(r, col))
         if source not in g or target not in g:
             return 0.0
         return float(sum(np.prod([g.edges[u, v]["b"] for u, v in zip(p[:-1], p[1:])])
                          for p in nx.all_simple_paths(g, source, target)))
+
+    def in_fit_units(self, treatment: str, outcome: str, units: pd.DataFrame, *,
+                     fit: Any = None, total: bool = False) -> float:
+        """The truth of ``treatment → outcome`` in the units a pooled fit estimates it in.
+
+        ``generalization``, ``data_noise`` and ``deployment_risk`` mix problems
+        here, so the analysis z-scores them within each task × problem family
+        (:mod:`causal.units`; ``units`` is the analysis' table of family means
+        and sds). A family's truth is then ``b_task × sd_t / sd_o`` (an sd only
+        for a standardized column), and a pooled OLS slope averages the
+        families with weights ``Σ residual(t)²``: computed from ``fit`` (the
+        :class:`~causal.edges.EdgeEffects` whose adjustment set is used), else
+        rows per family. ``total=True``: the total effect along the book's
+        edges instead of the direct one.
+        """
+        sd = {(r.column, r.family): r.sd for r in units.itertuples(index=False)} if len(units) else {}
+        scaled = {c for c, _ in sd}
+        if treatment not in scaled and outcome not in scaled:
+            return self.total_effect(treatment, outcome) if total else self.coefficient(treatment, outcome)
+        fams = sorted({f for c, f in sd if c in (treatment, outcome)})
+        fams = [f for f in fams if all((c, f) in sd for c in (treatment, outcome) if c in scaled)]
+        weights = (self._residual_weights(treatment, outcome, fit) if fit is not None else
+                   {f: float(units.loc[units["family"] == f, "n"].min()) for f in fams})
+        num = den = 0.0
+        for f in fams:
+            task = f.split("/")[0]
+            b = self.total_effect(treatment, outcome, task) if total else self.coefficient(treatment, outcome, task)
+            b = b * sd.get((treatment, f), 1.0) / sd.get((outcome, f), 1.0)
+            num, den = num + weights.get(f, 0.0) * b, den + weights.get(f, 0.0)
+        return num / den
+
+    def _residual_weights(self, treatment: str, outcome: str, fit: Any) -> dict[str, float]:
+        from causal.prepare import prepare
+        from causal.units import families
+
+        prep = prepare(self.data, fit.graph, adjust=fit.config.adjust, diverged=fit.config.diverged)
+        adj = [c for c in str(fit.effect(treatment, outcome)["adjustment"]).split(",") if c]
+        frame = prep.numeric[[treatment, outcome, *adj]].dropna()
+        x = np.column_stack([np.ones(len(frame)), frame[adj].to_numpy()])
+        t = frame[treatment].to_numpy()
+        r = t - x @ np.linalg.lstsq(x, t, rcond=None)[0]
+        fam = families(prep.data).loc[frame.index].to_numpy()
+        return {str(f): float((r[fam == f] ** 2).sum()) for f in np.unique(fam)}
 
 
 def _coef(key: tuple[str, str], task: np.ndarray) -> np.ndarray | float:

@@ -84,7 +84,7 @@ __all__ = [
 BASELINE_FORMAT = "udl-sign-baseline"
 BASELINE_VERSION = 2
 #: settings a baseline records and a check must match
-SETTINGS = ("method", "adjust", "se", "correction", "diverged", "schema_version")
+SETTINGS = ("method", "adjust", "se", "correction", "diverged", "schema_version", "units")
 _EDGE_KEYS = ("treatment", "outcome", "estimate", "std_error", "p_adjusted", "sign", "significant")
 _NEEDED = ("treatment", "outcome", "estimate", "std_error", "p_adjusted")
 #: statuses that fail the check (for an edge significant in the baseline; ``shifted`` always)
@@ -136,6 +136,10 @@ def fit_settings(effects: Any) -> dict[str, Any]:
         out["schema_version"] = SCHEMA_VERSION
         if out.get("method") == "dml":
             out["se"] = "dml_sandwich"
+        units = getattr(effects, "units", None)
+        # columns fitted in within-family sd units (causal.units): estimates in other units do not compare
+        out["units"] = ("within-family sd: " + ",".join(sorted(set(units["column"])))
+                        if isinstance(units, pd.DataFrame) and len(units) else "raw")
         return out
     frame = effects if isinstance(effects, pd.DataFrame) else getattr(effects, "summary", pd.DataFrame())
     return {k: frame[k].iloc[0] for k in ("method", "adjust", "se") if k in frame.columns and len(frame)}

@@ -7,11 +7,17 @@
   (stratum, edge), estimates in that stratum's own units;
 * **pooled**: every book column is standardized *within* its stratum (mean 0,
   sd 1 over the rows the fit uses), then one fit on all rows. Within-stratum
-  centring is the stratum fixed effect; within-stratum scaling puts
-  ``generalization`` (accuracy on one task, R² on another) and every other
-  column in within-stratum sd units, so strata with different units are never
-  pooled raw. The pooled ``estimate`` is therefore a standardized effect (sd of
-  the outcome per sd of the treatment, within stratum);
+  centring is the stratum fixed effect; within-stratum scaling puts every
+  column in within-stratum sd units. A column whose units differ by problem
+  (:mod:`causal.units`: ``generalization`` is accuracy or R²) is standardized
+  within stratum × task × problem, so it is never pooled raw even when a
+  stratum holds two problems. The pooled ``estimate`` is therefore a
+  standardized effect (sd of the outcome per sd of the treatment, within
+  stratum);
+* ``by`` may name several columns (``["task", "problem"]``): a stratum is then
+  one cell of them (``"teacher/regression"``), and every stratum's estimates
+  are in its own raw units (:func:`causal.prepare.prepare` standardizes a
+  column only when a table mixes problems);
 * **heterogeneity**: per edge, Cochran's Q over the strata's standardized
   estimates (``q_p``) and ``sign_differs`` — significant in two strata with
   opposite signs.
@@ -59,8 +65,8 @@ def fit_by(df: pd.DataFrame, by: str, **kwargs: Any):
     Parameters
     ----------
     df : pandas.DataFrame
-    by : str
-        A categorical column (``task``, ``arch``, ...).
+    by : str or sequence of str
+        A categorical column (``task``, ``arch``, ...) or several (their cells).
     **kwargs
         :func:`causal.fit_edges` options (``by`` excluded).
 
@@ -71,13 +77,21 @@ def fit_by(df: pd.DataFrame, by: str, **kwargs: Any):
     """
     from causal.edges import fit_edges
     from causal.prepare import usable
+    from causal.units import families, mixed_units
     from causal.variables import add_contrasts
 
-    if by not in df.columns:
-        raise SchemaError(f"by={by!r} is not a column of the table; choose a categorical column such as 'task'")
-    levels = df[by].astype("string")
+    keys = [by] if isinstance(by, str) else list(by)
+    missing = [k for k in keys if k not in df.columns]
+    if missing or not keys:
+        raise SchemaError(f"by={by!r}: {missing or 'no column'} not in the table; choose categorical column(s) "
+                          "such as 'task' or ['task', 'problem']")
+    label = "×".join(keys)
+    levels = df[keys[0]].astype("string")
+    for k in keys[1:]:
+        levels = levels + "/" + df[k].astype("string")
     if levels.isna().any():
-        raise SchemaError(f"column {by!r} has {int(levels.isna().sum())} null value(s); fill or drop them first")
+        raise SchemaError(f"by={by!r} has {int(levels.isna().sum())} row(s) with a null value; fill or drop them "
+                          "first")
     counts = levels.value_counts()
     if len(counts) < 2 or len(counts) > 20:
         raise ConfigError(f"by={by!r} must have between 2 and 20 levels, got {len(counts)}")
@@ -90,8 +104,13 @@ def fit_by(df: pd.DataFrame, by: str, **kwargs: Any):
     keep = np.ones(len(df), bool)
     if kwargs.get("diverged", "exclude") == "exclude" and "diverged" in df.columns:
         keep = pd.to_numeric(df["diverged"], errors="coerce").fillna(0).to_numpy() != 1
-    pooled_table = standardize_within(data, by, book_cols, keep)
-    pooled = fit_edges(pooled_table, **kwargs)
+    data = data.assign(**{label: levels})
+    unit_cols = mixed_units(data, book_cols, keep)
+    pooled_table = standardize_within(data, label, [c for c in book_cols if c not in unit_cols], keep)
+    if unit_cols:  # units differ by problem: never pooled raw, even within a stratum
+        data = data.assign(**{label: levels + "|" + families(data)})
+        pooled_table[unit_cols] = standardize_within(data, label, unit_cols, keep)[unit_cols]
+    pooled = fit_edges(pooled_table.drop(columns=[label]) if label not in df.columns else pooled_table, **kwargs)
     per = []
     for level in counts.index:
         rows = (levels == level).to_numpy()
@@ -103,7 +122,7 @@ def fit_by(df: pd.DataFrame, by: str, **kwargs: Any):
     het = _heterogeneity(strata, pooled.config.alpha) if len(strata) else pd.DataFrame()
     object.__setattr__(pooled, "strata", strata)
     object.__setattr__(pooled, "heterogeneity", het)
-    object.__setattr__(pooled, "by", by)
+    object.__setattr__(pooled, "by", label)
     return pooled
 
 

@@ -259,7 +259,10 @@ def sweep_fits():
 
 def _coverage(sim, fx):
     m = fx.summary.merge(sim.true_effects, on=["treatment", "outcome"], how="inner", validate="1:1")
-    return ((m["ci_low"] <= m["coefficient"]) & (m["coefficient"] <= m["ci_high"])).to_numpy()
+    # generalization, data_noise and deployment_risk mix problems: the truth in within-family sd units
+    truth = [sim.in_fit_units(t, o, fx.units, fit=fx) if s else b
+             for t, o, s, b in zip(m["treatment"], m["outcome"], m["standardized"], m["coefficient"])]
+    return ((m["ci_low"] <= truth) & (truth <= m["ci_high"])).to_numpy()
 
 
 def test_design_default_covers_true_direct_effects_and_book_adjustment_fails(sweep_fits):
@@ -358,3 +361,44 @@ def test_by_task_gives_per_stratum_effects_pooled_without_mixing_units_and_flags
     assert "heterogeneity" in fx.to_dict() and len(fx.to_dict()["strata"]) == len(fx.strata)
     with pytest.raises(SchemaError, match="by='nope'"):
         fit_edges(sim.data, by="nope")
+
+
+# ---- units: never pooled raw across problems ------------------------------------------------
+def _two_units_table(n=2000, seed=0):
+    """data_noise -> generalization in two problems: accuracy (b = +0.3, narrow spread) and an
+    R²-like column (b = -2, wide spread). Raw pooling is dominated by the wide unit."""
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 0.5, 2 * n)
+    reg = np.repeat([0, 1], n)
+    gen = np.where(reg == 0, 0.8 + 0.3 * noise + rng.normal(0, 0.03, 2 * n),
+                   0.5 - 2.0 * noise + rng.normal(0, 1.0, 2 * n))
+    return pd.DataFrame({"task": "teacher", "problem": np.where(reg == 1, "regression", "classification"),
+                         "data_noise": noise, "generalization": gen, "diverged": 0})
+
+
+def test_outcomes_in_different_units_are_standardized_within_family_not_pooled_raw():
+    from causal.regression import ols
+
+    df = _two_units_table()
+    fx = fit_edges(df)
+    row = fx.effect("data_noise", "generalization")
+    assert row["standardized"] == "data_noise,generalization"
+    assert set(fx.units["family"]) == {"teacher/classification", "teacher/regression"}
+    assert set(fx.units["units"]) >= {"accuracy", "R²"}
+    # the truth in within-family sd units: the average of b * sd(t) / sd(o) over the two families
+    fams = [g for _, g in df.groupby("problem")]
+    b = {"classification": 0.3, "regression": -2.0}
+    truth = np.mean([b[g["problem"].iloc[0]] * g["data_noise"].std() / g["generalization"].std() for g in fams])
+    assert truth > 0.2 and row["ci_low"] <= truth <= row["ci_high"] and row["verdict"] == "contradicts"
+    # raw pooling (what the default must never do) gives the opposite, significant sign
+    x = np.column_stack([df["data_noise"], df["problem"] == "regression"]).astype(float)
+    raw = ols(df["generalization"].to_numpy(), x)
+    assert raw.ci_high[0] < 0 < row["ci_low"]
+    # each family in its own raw units
+    per = fit_edges(df, by=["task", "problem"]).strata.set_index(["stratum", "treatment", "outcome"])
+    for fam, coef in (("teacher/classification", 0.3), ("teacher/regression", -2.0)):
+        r = per.loc[(fam, "data_noise", "generalization")]
+        assert r["standardized"] == "" and r["ci_low"] <= coef <= r["ci_high"]
+    # one problem only: nothing mixes, raw units kept
+    one = fit_edges(df[df["problem"] == "classification"])
+    assert one.units.empty and one.effect("data_noise", "generalization")["standardized"] == ""

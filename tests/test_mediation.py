@@ -186,16 +186,20 @@ def test_on_sweep_like_data_totals_and_paths_match_the_truth():
         table = mediation_paths(sim.data, n_boot=200, seed=seed)
         truth = {(t, o): b for t, o, b in sim.true_effects[["treatment", "outcome", "coefficient"]].itertuples(
             index=False)}
+        # generalization mixes accuracy-like and R²-like problems: fitted in within-family sd units
+        assert set(table.units["column"]) == {"generalization"}
         for key, res in table.results.items():
             path = key.split(" -> ")
             summ = res.summary.set_index("effect")
-            true_path = float(np.prod([truth[(a, b)] for a, b in zip(path[:-1], path[1:])]))
+            last = sim.in_fit_units(path[-2], path[-1], table.units)
+            true_path = float(np.prod([truth[(a, b)] for a, b in zip(path[:-2], path[1:-1])])) * last
             row = summ.loc["path_specific"]
             covered["path_specific"].append(row["ci_low"] <= true_path <= row["ci_high"])
             if path[0] != "log_lr":  # the learning rate also acts through paths the book lacks
                 row = summ.loc["total"]
                 assert row["method"] == "randomized"
-                covered["total"].append(row["ci_low"] <= sim.total_effect(path[0], path[-1]) <= row["ci_high"])
+                total = sim.in_fit_units(path[0], path[-1], table.units, total=True)
+                covered["total"].append(row["ci_low"] <= total <= row["ci_high"])
         # the learning rate's paths the book lacks show up as an unexplained remainder
         lr = table.summary.set_index("source").loc["log_lr"]
         assert lr["unexplained"] < 0 and lr["unexplained_p"] < 1e-3

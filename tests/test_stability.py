@@ -110,6 +110,11 @@ def test_a_baseline_made_with_other_settings_is_refused(baseline):
         check_signs(fit_edges(sim(1), adjust="book"), baseline)
     with pytest.raises(BaselineError, match=r"correction: baseline 'holm', this fit 'fdr_bh'; diverged: baseline 'exclude', this fit 'include'"):
         check_signs(fit_edges(sim(1), diverged="include", correction="fdr_bh"), baseline)
+    # one problem only: generalization stays in raw units, which do not compare with within-family sd units
+    d = sim(1)
+    with pytest.raises(BaselineError, match=r"units: baseline 'within-family sd: data_noise,deployment_risk,"
+                                            r"generalization', this fit 'raw'"):
+        check_signs(fit_edges(d[d["problem"] == "classification"]), baseline)
 
 
 def test_baseline_errors_name_the_file(tmp_path, baseline):
