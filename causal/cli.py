@@ -2,7 +2,7 @@
 
 Each command group lives beside the code it drives and registers itself here:
 ``udl generate`` in :mod:`runs_generator.cli`; ``udl fit``/``dag`` in
-:mod:`causal.cli_fit`; ``udl mediate``/``falsify``/``check`` in
+:mod:`causal.cli_fit`; ``udl mediate``/``effects``/``falsify``/``check`` in
 :mod:`causal.cli_analysis`; ``udl report`` in :mod:`causal.cli_report`.
 Registration modules import nothing heavy (no torch, no DoWhy) so
 ``udl --version`` answers fast.

@@ -9,7 +9,27 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["register"]
+__all__ = ["register", "add_adjust_diverged"]
+
+# the choices come from causal.prepare's Literals; repeated here as strings so that building the
+# parser imports no pandas (`udl --version` stays fast); a test checks that the two agree
+ADJUST_CHOICES = ("design", "book")
+DIVERGED_CHOICES = ("exclude", "include")
+
+
+def add_adjust_diverged(parser: argparse.ArgumentParser, *, from_baseline: bool = False) -> None:
+    """``--adjust`` and ``--diverged``, shared by ``udl fit``, ``mediate``, ``falsify``, ``effects`` and ``check``.
+
+    With ``from_baseline`` (``udl check``) both default to None: the baseline's settings.
+    """
+    parser.add_argument(
+        "--adjust", choices=ADJUST_CHOICES, default=None if from_baseline else "design",
+        help="identify on the book's graph plus the experiment's design or on the book's graph alone "
+             + ("(default: the baseline's; 'design' when writing)" if from_baseline else "(default design)"))
+    parser.add_argument(
+        "--diverged", choices=DIVERGED_CHOICES, default=None if from_baseline else "exclude",
+        help="exclude diverged runs or include them "
+             + ("(default: the baseline's; 'exclude' when writing)" if from_baseline else "(default exclude)"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,10 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("data", metavar="DATA", help="a .parquet file or a sweep directory of shards")
     p.add_argument("--method", choices=("linear", "dml"), default="linear",
                    help="linear OLS via DoWhy (default) or cross-fitted double ML")
-    p.add_argument("--adjust", choices=("design", "book"), default="design",
-                   help="identify on the book's graph plus the experiment's design (default) or the book's alone")
-    p.add_argument("--diverged", choices=("exclude", "include"), default="exclude",
-                   help="exclude diverged runs (default) or include them")
+    add_adjust_diverged(p)
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--correction", choices=("holm", "fdr_bh", "bonferroni", "none"), default="holm",
                    help="multiple-testing correction across edges (default holm)")

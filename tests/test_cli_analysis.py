@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -101,3 +102,50 @@ def test_check_with_a_bad_baseline_exits_2(full, tmp_path):
     bad.write_text("[1, 2")
     r = udl("check", full, "--baseline", bad)
     assert r.returncode == 2 and "bad.json" in r.stderr and "not valid JSON" in r.stderr
+
+
+def test_mediate_and_falsify_take_the_fit_commands_adjust_and_diverged_flags(tmp_path):
+    from causal.cli_fit import ADJUST_CHOICES, DIVERGED_CHOICES
+    from causal.prepare import ADJUST_CHOICES as PREP_ADJUST, DIVERGED_CHOICES as PREP_DIVERGED
+    from causal.simulate_sweep import simulate_sweep
+
+    assert (ADJUST_CHOICES, DIVERGED_CHOICES) == (PREP_ADJUST, PREP_DIVERGED)
+    path = tmp_path / "sweep.parquet"
+    data = simulate_sweep(600, seed=3, placeholders=False).data
+    data.to_parquet(path)
+    n_div = int(data["diverged"].sum())
+    path_arg = "log_lr -> implicit_reg -> variance -> generalization"
+    r = udl("mediate", path, "--path", path_arg, "--n-boot", 20)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"adjust\s+design", r.stdout) and re.search(rf"diverged\s+{n_div} excluded", r.stdout)
+    r = udl("mediate", path, "--path", path_arg, "--n-boot", 20, "--adjust", "book", "--diverged", "include")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"adjust\s+book", r.stdout) and re.search(r"diverged\s+included", r.stdout)
+    r = udl("falsify", path, "--adjust", "book", "--diverged", "include")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"adjust\s+book", r.stdout) and re.search(r"rows\s+600 \(0 diverged excluded\)", r.stdout)
+    r = udl("falsify", path)
+    assert re.search(r"adjust\s+design", r.stdout) and re.search(rf"rows\s+{600 - n_div} \({n_div} diverged excluded\)", r.stdout)
+    r = udl("mediate", path, "--adjust", "graph")
+    assert r.returncode == 2 and "invalid choice: 'graph'" in r.stderr
+
+
+def test_effects_prints_and_writes_total_effects_per_family(tmp_path):
+    from causal.simulate_sweep import simulate_sweep
+
+    path = tmp_path / "sweep.parquet"
+    simulate_sweep(800, seed=2, placeholders=False).data.to_parquet(path)
+    out = tmp_path / "effects.csv"
+    r = udl("effects", path, "--lever", "log_lr", "--lever", "residual", "--outcome", "generalization",
+            "--n-boot", 30, "--out", out)
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(out)
+    assert set(table["family"]) == {"pooled", "mnist1d/classification", "teacher/classification",
+                                    "teacher/regression"}
+    assert len(table) == 8 and "+1 decade of lr:" in r.stdout
+    r = udl("effects", path, "--lever", "log_lr", "--outcome", "variance", "--n-boot", 30, "--pooled-only",
+            "--adjust", "book", "--diverged", "include")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"adjust\s+book", r.stdout) and re.search(r"rows\s+800 \(diverged included\)", r.stdout)
+    r = udl("effects", path, "--n-boot", 3)
+    assert r.returncode == 2 and "n_boot must be an integer >= 10" in r.stderr
