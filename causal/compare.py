@@ -9,7 +9,10 @@ refuses fits made with other settings:
 
 * **settings** — the fit settings each side records (method, adjust, SE type,
   correction, diverged policy, schema version; ``SETTINGS`` of
-  :mod:`causal.stability`), each edge's adjustment set, and for sweep
+  :mod:`causal.stability`), each edge's adjustment set and units (the
+  ``standardized`` summary column: columns fitted in within-family sd units;
+  a side that does not record it, such as a version-2 baseline, counts as
+  raw units), and for sweep
   directories the sweep's identity (lever space, replicas, ...; the seed and
   the number of runs are expected to differ and are reported, not flagged).
   A difference is reported as ``setting_changed`` instead of refused;
@@ -135,7 +138,8 @@ def _settings_diff(a: _Side, b: _Side) -> pd.DataFrame:
         va, vb = a.settings.get(k), b.settings.get(k)
         if va is not None and vb is not None and va != vb:
             rows.append({"setting": k, "a": va, "b": vb, "expected": False, "kind": "fit"})
-    for k in sorted(set(a.identity) | set(b.identity)):
+    # a side without a recorded sweep identity (a baseline file, a fit) says nothing either way
+    for k in sorted(set(a.identity) | set(b.identity)) if a.identity and b.identity else ():
         va, vb = a.identity.get(k), b.identity.get(k)
         if va != vb:
             rows.append({"setting": f"sweep.{k}", "a": json.dumps(va, sort_keys=True, default=str),
@@ -167,7 +171,8 @@ class Comparison(Result):
     summary : pandas.DataFrame
         One row per edge (and edge-2 regime): ``number``, ``treatment``,
         ``outcome``, ``regime``, ``estimate_a``, ``ci_low_a``, ``ci_high_a``,
-        ``sign_a``, ``significant_a``, the same for ``b``, ``ci_width_ratio``
+        ``std_error_a``, ``sign_a``, ``significant_a``, ``p_adjusted_a``, the
+        same for ``b``, ``ci_width_a``/``ci_width_b`` (nominal), ``ci_width_ratio``
         (b ÷ a), ``estimate_ratio`` (b ÷ a), ``diff_z``, ``diff_p_adjusted``,
         ``status`` (see the module docstring), ``setting_changed`` (a fit
         setting or this edge's adjustment set differs), ``explanation``.
@@ -215,6 +220,9 @@ class Comparison(Result):
                 for r in self.settings.itertuples(index=False))
         else:
             info["settings differ"] = "none"
+        per_edge = int(self.summary["setting_changed"].sum())
+        if per_edge and not self.settings_changed:
+            info["settings differ"] += f" (but {per_edge} edge(s) differ in adjustment set or units: see explanation)"
         return info
 
     def _display_frame(self) -> pd.DataFrame:
@@ -233,13 +241,21 @@ class Comparison(Result):
         return out
 
     def plot(self, ax: Axes | None = None, *, only_changes: bool = False) -> Axes:
-        """Paired forest plot: each edge's CI in ``a`` and in ``b``, labels coloured by status."""
+        """Paired forest plot: each edge's interval in ``a`` and in ``b``, labels coloured by status.
+
+        Intervals are matched to each side's corrected significance (level
+        α·p/p_adjusted with p from estimate ÷ SE), so a bar clear of 0 is an
+        edge significant on that side; ``*`` marks an edge whose settings
+        (adjustment set, units, fit settings) differ.
+        """
         from causal.plots import paired_forest
 
-        df = self.changes if only_changes else self.summary
+        df = (self.changes if only_changes else self.summary).copy()
+        for side in ("a", "b"):
+            df[f"ci_low_{side}"], df[f"ci_high_{side}"] = _matched(df, side, self.alpha)
         return paired_forest(df, ax, labels=self.labels, status_colors=STATUS_COLORS,
-                             title=f"{self.labels[0]} vs {self.labels[1]}: per-unit direct effects, "
-                                   f"{100 * (1 - self.alpha):.0f}% CIs")
+                             title=f"{self.labels[0]} vs {self.labels[1]}: per-unit direct effects, intervals "
+                                   f"matched to each fit's corrected {100 * (1 - self.alpha):g}% test")
 
 
 def compare(a: Any, b: Any, *, labels: tuple[str, str] | None = None, alpha: float | None = None,
@@ -285,11 +301,12 @@ def compare(a: Any, b: Any, *, labels: tuple[str, str] | None = None, alpha: flo
 
     adj_a = _adjustments(sa.frame)
     adj_b = _adjustments(sb.frame)
+    units_a, units_b = _units(sa.frame), _units(sb.frame)
     out = pd.DataFrame({
         "number": s["number"], "treatment": s["treatment"], "outcome": s["outcome"], "regime": s["regime"],
         "estimate_a": s["baseline_estimate"], "std_error_a": s["baseline_std_error"],
         "ci_width_a": s["baseline_ci_width"], "sign_a": s["baseline_sign"],
-        "significant_a": s["baseline_significant"],
+        "significant_a": s["baseline_significant"], "p_adjusted_b": s["p_adjusted"],
         "estimate_b": s["estimate"], "std_error_b": s["std_error"], "ci_low_b": s["ci_low"],
         "ci_high_b": s["ci_high"], "ci_width_b": s["ci_width"], "sign_b": s["sign"],
         "significant_b": s["significant"], "diff_z": s["diff_z"], "diff_p_adjusted": s["diff_p_adjusted"],
@@ -297,23 +314,29 @@ def compare(a: Any, b: Any, *, labels: tuple[str, str] | None = None, alpha: flo
     })
     lo_hi = sa.frame.set_index(["treatment", "outcome", "regime"])
     keys = list(zip(out["treatment"], out["outcome"], out["regime"]))
-    for col in ("ci_low", "ci_high"):
+    for col in ("ci_low", "ci_high", "p_adjusted"):
         vals = lo_hi[col] if col in lo_hi.columns else pd.Series(np.nan, index=lo_hi.index)
         out[f"{col}_a"] = [float(vals.get(k, np.nan)) if k in vals.index else np.nan for k in keys]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["ci_width_ratio"] = out["ci_width_b"] / out["ci_width_a"]
         out["estimate_ratio"] = out["estimate_b"] / out["estimate_a"]
     out["status"] = [_status(r) for r in out.itertuples(index=False)]
-    out["setting_changed"] = [fit_changed or (k in adj_a and k in adj_b and adj_a[k] != adj_b[k]) for k in keys]
+    adj_differs = [k in adj_a and k in adj_b and adj_a[k] != adj_b[k] for k in keys]
+    units_differ = [units_a.get(k[:2], "") != units_b.get(k[:2], "") for k in keys]
+    out["setting_changed"] = [fit_changed or x or u for x, u in zip(adj_differs, units_differ)]
     out["explanation"] = [
-        "; ".join(x for x in (_why(st, r), ("adjustment set differs" if k in adj_a and k in adj_b
-                                             and adj_a[k] != adj_b[k] else "")) if x)
-        for st, r, k in zip(out["status"], out.itertuples(index=False), keys)
+        "; ".join(x for x in (
+            _why(st, r),
+            "adjustment set differs" if adj else "",
+            (f"units differ: within-family sd of {units_a.get(k[:2]) or 'nothing'} in a, "
+             f"of {units_b.get(k[:2]) or 'nothing'} in b (raw units otherwise)") if un else "",
+        ) if x)
+        for st, r, k, adj, un in zip(out["status"], out.itertuples(index=False), keys, adj_differs, units_differ)
     ]
     cols = ["number", "treatment", "outcome", "regime", "estimate_a", "ci_low_a", "ci_high_a", "std_error_a",
             "sign_a", "significant_a", "estimate_b", "ci_low_b", "ci_high_b", "std_error_b", "sign_b",
-            "significant_b", "ci_width_a", "ci_width_b", "ci_width_ratio", "estimate_ratio", "diff_z",
-            "diff_p_adjusted", "status", "setting_changed", "explanation"]
+            "significant_b", "p_adjusted_a", "p_adjusted_b", "ci_width_a", "ci_width_b", "ci_width_ratio",
+            "estimate_ratio", "diff_z", "diff_p_adjusted", "status", "setting_changed", "explanation"]
     labels = labels or (_label(a, sa, "a"), _label(b, sb, "b"))
     return Comparison(out[cols].reset_index(drop=True), settings, tuple(labels), float(alpha))
 
@@ -328,6 +351,28 @@ def _adjustments(frame: pd.DataFrame) -> dict[tuple[str, str, str], frozenset[st
     return {(t, o, r): frozenset(c for c in str(a).split(",") if c and c != "nan")
             for t, o, r, a in zip(frame["treatment"], frame["outcome"], frame["regime"], frame["adjustment"])
             if not r}
+
+
+def _matched(df: pd.DataFrame, side: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each side's interval at the level its corrected test used (see :func:`causal.plots.matched_interval`)."""
+    from scipy import stats
+
+    est, se = df[f"estimate_{side}"].to_numpy(float), df[f"std_error_{side}"].to_numpy(float)
+    p_adj = df[f"p_adjusted_{side}"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * stats.norm.sf(np.abs(est / se))
+        level = np.where(p_adj > 0, alpha * p / p_adj, alpha)
+    level = np.clip(np.nan_to_num(level, nan=alpha), 1e-300, alpha)
+    z = stats.norm.isf(level / 2)
+    return est - z * se, est + z * se
+
+
+def _units(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(treatment, outcome) -> the edge's columns fitted in within-family sd units ('' = raw; unrecorded = raw)."""
+    if "standardized" not in frame.columns:
+        return {}
+    return {(t, o): ("" if pd.isna(u) else str(u))
+            for t, o, u in zip(frame["treatment"], frame["outcome"], frame["standardized"])}
 
 
 def _status(r: Any) -> str:

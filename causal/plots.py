@@ -396,7 +396,9 @@ def paired_forest(
     from matplotlib.lines import Line2D
 
     status_colors = dict(status_colors or {})
-    keys = [f"{t} → {o}" + (f" [{r}]" if r else "") for t, o, r in zip(df["treatment"], df["outcome"], df["regime"])]
+    flags = df["setting_changed"].to_numpy(bool) if "setting_changed" in df.columns else np.zeros(len(df), bool)
+    keys = [f"{t} → {o}" + (f" [{r}]" if r else "") + (" *" if f else "")
+            for t, o, r, f in zip(df["treatment"], df["outcome"], df["regime"], flags)]
     ax = _axes(ax, (8, max(3.0, 0.32 * len(keys) + 1.5)))
     side_colors = ("#37474f", "#1e88e5")
     n = len(keys)
@@ -417,12 +419,15 @@ def paired_forest(
         tick.set_color("black" if status in ("stable", "not_significant") else status_colors.get(str(status), "black"))
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("direct effect per unit of treatment (symlog scale: linear within ±1)")
+    ax.set_xlabel("direct effect per unit of treatment (symlog scale: linear within ±1)", fontsize=8)
     handles = [Line2D([0], [0], marker="os"[j], color=side_colors[j], lw=1.6, ms=4, label=str(lab))
                for j, lab in enumerate(labels)]
     present = [s for s in status_colors if s in set(df["status"].astype(str)) and s not in ("stable", "not_significant")]
     handles += [Line2D([0], [0], color=status_colors[s], lw=0, marker="$A$", ms=7, label=f"label: {s}")
                 for s in present]
+    if flags.any():
+        handles.append(Line2D([0], [0], color="black", lw=0, marker="$*$", ms=7,
+                              label="* a setting differs (adjustment set, units, fit)"))
     ax.legend(handles=handles, fontsize=7, frameon=True, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title, fontsize=10)

@@ -80,6 +80,16 @@ def test_lost_power_is_told_apart_from_a_weakened_estimate():
                                 "same": "stable", "gain": "gained_power"}
 
 
+def test_an_edge_fitted_in_other_units_is_a_changed_setting():
+    a = _frame([("x", "gen", 1.0, 0.5), ("x", "var", 0.8, 0.1)])
+    b = a.assign(standardized=["gen", ""])
+    cmp = compare(a, b)
+    changed = cmp.summary.set_index("outcome")["setting_changed"]
+    assert changed["gen"] and not changed["var"]
+    assert "units differ" in cmp.summary.set_index("outcome").loc["gen", "explanation"]
+    assert "1 edge(s) differ" in cmp.summary_text()
+
+
 def test_bad_input_is_named(halves, tmp_path):
     with pytest.raises(ConfigError, match="got int"):
         compare(halves[0], 42)
@@ -102,6 +112,13 @@ def test_plot_draws_on_the_given_axes(halves, altered):
     red = [t.get_text() for t in ax.get_yticklabels() if t.get_color() != "black"]
     assert len(labels) == len(cmp.summary) and red == ["init_quality → gradient_stability"]
     plt.close(fig)
+    # the drawn intervals are on the footing of each side's corrected test
+    from causal.compare import _matched
+
+    s = cmp.summary.dropna(subset=["estimate_b"])
+    for side in ("a", "b"):
+        lo, hi = _matched(s, side, cmp.alpha)
+        assert (((lo > 0) | (hi < 0)) == s[f"significant_{side}"].to_numpy(bool)).all()
 
 
 def test_udl_compare_on_baselines(halves, altered, tmp_path):
