@@ -39,7 +39,7 @@ import pandas as pd
 
 from causal.errors import ConfigError
 
-__all__ = ["Result", "format_table", "json_safe"]
+__all__ = ["Result", "Row", "format_table", "json_safe"]
 
 
 def json_safe(value: Any) -> Any:
@@ -84,6 +84,46 @@ def format_table(df: pd.DataFrame, *, decimals: int = 3, max_rows: int | None = 
         return str(v)
 
     return df.to_string(index=False, formatters={c: fmt for c in df.columns}, na_rep="-")
+
+
+class Row(pd.Series):
+    """One summary row (a ``pandas.Series``) that prints every value readably.
+
+    A row of a mixed-type summary is an object Series, and pandas prints its
+    tiny floats as ``0.0`` (a p-value of 6.5e-47 shows as 0.0). ``Row``
+    prints each value with :func:`format_table`'s rules instead; indexing,
+    arithmetic and ``to_dict`` are the Series'.
+
+    Examples
+    --------
+    >>> r = Row({"p_adjusted": 6.5e-47, "verdict": "supports"})
+    >>> print(r)
+    p_adjusted  6.50e-47
+    verdict     supports
+    >>> float(r["p_adjusted"])
+    6.5e-47
+    """
+
+    @property
+    def _constructor(self) -> type:
+        return Row
+
+    def __repr__(self) -> str:
+        width = max((len(str(k)) for k in self.index), default=0)
+        return "\n".join(f"{str(k):<{width}}  {_fmt_value(v)}" for k, v in self.items())
+
+
+def _fmt_value(v: Any, decimals: int = 3) -> str:
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return "-"
+        a = abs(v)
+        if a != 0 and (a < 10 ** (-decimals) or a >= 1e5):
+            return f"{v:.{decimals - 1}e}"
+        return f"{v:.{decimals}f}" if a < 1e3 else f"{v:.1f}"
+    if v is None or v is pd.NA:
+        return "-"
+    return str(v)
 
 
 class Result:
