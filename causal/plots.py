@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["VERDICT_COLORS", "KIND_COLORS", "layered_layout", "draw_graph", "effects_graph", "forest", "forest_facets",
            "matched_interval", "paired_forest", "measure_bars", "standardize_paths", "mediation_forest",
-           "plot_edge", "distributions"]
+           "plot_edge", "distributions", "totals_heatmap"]
 
 #: edge colours by verdict (green supports, red contradicts, grey inconclusive)
 VERDICT_COLORS: dict[str, str] = {
@@ -722,4 +722,44 @@ def distributions(df: pd.DataFrame, columns: Sequence[str], *, by: str = "task",
     # fixed spacing: tight_layout would lay out every tick label of the grid again (seconds for 18 panels)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.05, top=1 - 0.55 / fig.get_figheight(),
                         wspace=0.3, hspace=0.55)
+    return fig
+
+
+def totals_heatmap(summary: pd.DataFrame, *, alpha: float = 0.05, families: Sequence[str] | None = None) -> Any:
+    """Total effects as a lever × outcome grid of z = estimate ÷ SE, one panel per family; a Figure.
+
+    z is unitless, so outcomes in different units share one colour scale;
+    a dot marks a total effect significant after the table's correction
+    (``p_adjusted < alpha``). Grey cells were not estimated (the lever or
+    the outcome does not vary in that family).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    fams = list(families) if families is not None else list(dict.fromkeys(summary["family"]))
+    levers = list(dict.fromkeys(summary["lever"]))
+    outcomes = list(dict.fromkeys(summary["outcome"]))
+    fig, axes = plt.subplots(1, len(fams), figsize=(0.42 * len(outcomes) * len(fams) + 2.5,
+                                                    0.3 * len(levers) + 2.2), squeeze=False, sharey=True)
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-8.0, vmax=8.0)
+    image = None
+    for ax, fam in zip(axes[0], fams):
+        part = summary[summary["family"] == fam]
+        z = np.full((len(levers), len(outcomes)), np.nan)
+        sig = np.zeros_like(z, dtype=bool)
+        for r in part.itertuples(index=False):
+            i, j = levers.index(r.lever), outcomes.index(r.outcome)
+            z[i, j] = r.estimate / r.std_error if r.std_error and np.isfinite(r.std_error) else np.nan
+            sig[i, j] = bool(r.p_adjusted < alpha)
+        ax.set_facecolor("#bdbdbd")  # NaN cells are transparent: grey = not estimated, unlike white = 0
+        image = ax.imshow(np.ma.masked_invalid(np.clip(z, -8, 8)), cmap="RdBu_r", norm=norm, aspect="auto")
+        ii, jj = np.nonzero(sig)
+        ax.scatter(jj, ii, s=6, color="black")
+        ax.set_xticks(range(len(outcomes)), outcomes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(levers)), levers, fontsize=7)
+        ax.set_title(str(fam), fontsize=9)
+    cbar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, pad=0.01)
+    cbar.set_label("z = estimate ÷ SE (clipped at ±8)", fontsize=8)
+    fig.suptitle(f"Total effects of the randomized levers: z per lever and outcome; dot = significant after "
+                 f"correction (alpha {alpha:g}); grey = not estimated", fontsize=10)
     return fig

@@ -1,8 +1,8 @@
 """One call that runs the whole analysis of a runs table: ``udl report``.
 
-Edges (pooled and, when the table has several tasks, per task), the default
-mediation paths, the graph tests, the mediators scored as generalization
-measures, total effects (when :func:`causal.total_effects` is available) and,
+Edges (pooled and, when the table has several tasks, per task), the total
+effects of every randomized lever, the default mediation paths, the graph
+tests, the mediators scored as generalization measures and,
 given a baseline, the sign check. :meth:`Report.write_html` writes one
 self-contained HTML file (:mod:`causal.html`: figures embedded, sortable
 tables, no network needed); :meth:`Report.write_dir` a folder of tables,
@@ -66,8 +66,8 @@ class Report(Result):
     by_task : EdgeEffects or None
         ``fit_edges(..., by="task")`` when the table has several tasks.
     scores : MeasureScores or None
-    totals : Result or None
-        :func:`causal.total_effects`, where this version has it.
+    totals : TotalEffects or None
+        :func:`causal.total_effects` (pooled and per family).
     comparison : Comparison or None
         The fit against the baseline, edge by edge (for the paired plot).
     baseline_error : str
@@ -259,16 +259,16 @@ class Report(Result):
         return picks[:self.edge_plots]
 
     def _totals_html(self) -> str:
-        out = [self.totals._repr_html_()]
-        plot = getattr(self.totals, "plot", None)
-        if callable(plot):
-            from causal.html import figure_html
+        from causal.html import figure_html
+        from causal.plots import totals_heatmap
 
-            try:
-                ax = plot()
-                out.append(figure_html(getattr(ax, "figure", ax), caption="Total effects"))
-            except Exception as exc:  # noqa: BLE001 - another module's figure must not sink the report
-                out.append(f"<p class='note'>total effects figure not drawn: {_html.escape(str(exc))}</p>")
+        s = self.totals.summary
+        out = []
+        if len(s) and {"family", "lever", "outcome", "estimate", "std_error", "p_adjusted"} <= set(s.columns):
+            out.append(figure_html(totals_heatmap(s, alpha=float(getattr(self.totals, "alpha", 0.05))),
+                                   caption="Each randomized lever's total effect on each mediator and outcome, "
+                                   "pooled and per family (sortable table below, with each effect in words)"))
+        out.append(self.totals._repr_html_())
         return "".join(out)
 
     def _mediation_html(self) -> str:
@@ -439,6 +439,7 @@ def report(
     scores: bool = True,
     command: str | None = None,
     edge_plots: int = 6,
+    totals: bool = True,
 ) -> Report:
     """Run edges, default mediation paths, graph tests, measure scores and the sign check.
 
@@ -464,6 +465,9 @@ def report(
         The command that made the report (shown under provenance).
     edge_plots : int
         Most per-edge added-variable plots in the HTML.
+    totals : bool
+        Estimate every randomized lever's total effect (:func:`causal.total_effects`,
+        pooled and per family, ``n_boot`` resamples).
 
     Returns
     -------
@@ -495,22 +499,16 @@ def report(
             ms = measure_scores(df, effects=effects)
         except UdlError:  # a table too small for coupled pairs: the section is left out
             ms = None
-    totals = None
-    import causal
+    if totals:
+        from causal.totals import total_effects
 
-    try:
-        total_fn = getattr(causal, "total_effects")
-    except AttributeError:  # total effects land separately (issue 12, point 1)
-        total_fn = None
-    if total_fn is not None:
-        try:
-            totals = total_fn(df)
-        except (UdlError, TypeError):
-            totals = None
+        tot = total_effects(df, graph=graph, n_boot=n_boot, seed=seed, alpha=alpha, adjust=adjust)
+    else:
+        tot = None
     prov = provenance(source, df)
     prov["analysis"] = {"adjust": adjust, "alpha": alpha, "n_boot": n_boot, "seed": seed}
     if command:
         prov["report_command"] = command
     return Report(effects=effects, mediation=med, falsification=fal, signs=signs, n_rows=len(df), data=df,
-                  by_task=fx_task, scores=ms, totals=totals, comparison=comparison,
+                  by_task=fx_task, scores=ms, totals=tot, comparison=comparison,
                   baseline_error=baseline_error, provenance=prov, edge_plots=edge_plots)

@@ -71,10 +71,10 @@ def test_the_page_is_one_well_formed_file_with_every_section(page):
     p = _Checker()
     p.feed(page)
     assert not p.errors and not p.stack, (p.errors[:5], p.stack[:5])
-    for sid in ("overview", "data", "edges", "mediation", "graph-tests", "measures", "signs", "provenance"):
+    for sid in ("overview", "data", "edges", "totals", "mediation", "graph-tests", "measures", "signs", "provenance"):
         assert sid in p.ids, sid
-    # distributions, forest facets, graph, 2 diagnostics, mediation, scores, paired forest: all embedded
-    assert len(p.imgs) == 8 and all(src.startswith("data:image/png;base64,") for src in p.imgs)
+    # distributions, forest facets, graph, 2 diagnostics, totals, mediation, scores, paired forest: all embedded
+    assert len(p.imgs) == 9 and all(src.startswith("data:image/png;base64,") for src in p.imgs)
 
 
 def test_the_page_needs_no_network(page):
@@ -96,14 +96,14 @@ def test_sections_show_what_the_analysis_found(rep, page):
 
 
 def test_each_results_html_is_its_section(rep, page):
-    for obj in (rep.effects, rep.by_task, rep.mediation, rep.falsification, rep.scores, rep.signs):
+    for obj in (rep.effects, rep.by_task, rep.totals, rep.mediation, rep.falsification, rep.scores, rep.signs):
         assert obj._repr_html_() == result_html(obj)  # one renderer: settings, table, the tables it carries
         assert obj._repr_html_() in page, type(obj).__name__
 
 
 def test_a_baseline_with_other_settings_is_reported_not_raised(table, tmp_path):
     base = write_baseline(causal.fit_edges(table, adjust="book"), tmp_path / "book.json")
-    rep = report(table, baseline=base, n_boot=20, by_task=False, scores=False, edge_plots=0)
+    rep = report(table, baseline=base, n_boot=20, by_task=False, scores=False, edge_plots=0, totals=False)
     assert rep.signs is None and "other settings" in rep.baseline_error
     assert "The baseline was not checked" in rep.html()
 
