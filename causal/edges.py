@@ -322,27 +322,11 @@ def _independent(sub: pd.DataFrame, treatment: str, adjustment: list[str]) -> tu
 
     Returns the kept columns and whether the treatment itself is (linearly) a
     function of them: then its effect is not identifiable from this table.
-    Greedy Gram–Schmidt on the correlation matrix (cheap: p × p).
     """
-    cols = [*adjustment, treatment]
-    x = sub[cols].to_numpy()
-    x = x - x.mean(0)
-    sd = x.std(0)
-    sd[sd == 0] = 1.0
-    x = x / sd
-    gram = x.T @ x / len(x)
-    keep: list[int] = []
-    resid = np.zeros(len(cols))
-    for j in range(len(cols)):
-        if keep:
-            g_kk = gram[np.ix_(keep, keep)]
-            g_kj = gram[keep, j]
-            resid[j] = gram[j, j] - g_kj @ np.linalg.solve(g_kk, g_kj)
-        else:
-            resid[j] = gram[j, j]
-        if resid[j] > 1e-9 and j < len(cols) - 1:
-            keep.append(j)
-    return [adjustment[k] for k in keep], bool(resid[-1] <= 1e-9)
+    from causal.sem import independent_columns
+
+    kept = independent_columns(sub, [*adjustment, treatment])
+    return [c for c in kept if c != treatment], treatment not in kept
 
 
 def _determined_by_design(sub: pd.DataFrame, treatment: str, adjustment: list[str], prep: Any) -> bool:

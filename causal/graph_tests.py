@@ -196,7 +196,7 @@ def _row(x, y, given, n, statistic, r, p) -> dict[str, Any]:
 # ---- missing edges -------------------------------------------------------------------
 def _edge_search(numeric: pd.DataFrame, gid: nx.DiGraph, book: nx.DiGraph, expand: Any) -> pd.DataFrame:
     """Randomized column -> mediator/outcome effects the book lacks, adjusted for the design."""
-    from causal.mediate import _independent_columns
+    from causal.sem import independent_columns
 
     latent = {n for n in gid if gid.nodes[n].get("latent")}
     observed = [n for n in gid if n not in latent]
@@ -209,9 +209,9 @@ def _edge_search(numeric: pd.DataFrame, gid: nx.DiGraph, book: nx.DiGraph, expan
         candidates = [s for s in sources if not book.has_edge(s, t)]
         mediators = [p for p in book.predecessors(t) if p in observed and p not in randomized]
         data = numeric[[t, *root_cols, *mediators]].dropna()
-        regs = _independent_columns(data, [c for c in [*candidates, *root_cols] if data[c].nunique() > 1])
+        regs = independent_columns(data, [c for c in [*candidates, *root_cols] if data[c].nunique() > 1])
         regs_total = list(regs)
-        regs = _independent_columns(data, [*regs, *[m for m in mediators if data[m].nunique() > 1]])
+        regs = independent_columns(data, [*regs, *[m for m in mediators if data[m].nunique() > 1]])
         if not candidates or len(data) < len(regs) + 5:
             continue
         y = data[t].to_numpy(dtype="float64")

@@ -58,13 +58,13 @@ from typing import Any, ClassVar, Literal
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from causal._threads import single_threaded
 from causal.errors import ConfigError, GraphError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.regression import DEFAULT_SE, adjust_pvalues, check_correction, ols, weighted_ols
+from causal.regression import adjust_pvalues, check_correction
 from causal.results import Result
+from causal.sem import LinearSEM, boot_stats, bootstrap_counts, independent_columns
 from causal.units import describe as describe_units
 from causal.variables import add_contrasts
 
@@ -76,14 +76,12 @@ __all__ = [
     "mediation_paths",
     "default_paths",
     "parse_path",
-    "bootstrap_counts",
+    "bootstrap_counts",  # re-exported from causal.sem, where it now lives
     "usable_columns",
 ]
 
 Correction = Literal["holm", "fdr_bh", "bonferroni", "none"]
 
-#: rows of a resample-count block are limited to this many cells (memory bound)
-_BLOCK_CELLS = 4_000_000
 
 
 # ---- helpers shared with falsify/stability ----------------------------------------
@@ -124,108 +122,6 @@ def usable_columns(df: pd.DataFrame, columns: Iterable[str]) -> tuple[list[str],
         else:
             keep.append(col)
     return keep, dropped
-
-
-def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> Iterable[np.ndarray]:
-    """Yield blocks of resample counts, shape ``(block, n)`` float64, ``n_boot`` rows in all.
-
-    Row ``b`` holds how often each of the ``n`` rows appears in resample ``b``
-    (a nonparametric bootstrap draw of ``n`` rows with replacement). Blocks
-    bound memory; the draws depend only on ``(n, n_boot, rng)``.
-    """
-    block = max(1, min(n_boot, _BLOCK_CELLS // max(n, 1)))
-    done = 0
-    while done < n_boot:
-        b = min(block, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n)) + (np.arange(b)[:, None] * n)
-        yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype("float64")
-        done += b
-
-
-# ---- the fitted SEM -----------------------------------------------------------------
-@dataclass(frozen=True)
-class LinearSEM:
-    """A linear SEM fitted to a table, with bootstrap draws of every coefficient.
-
-    Attributes
-    ----------
-    nodes : tuple of str
-        Regression columns, the index order of the matrices.
-    coef : (k, k) array
-        ``coef[i, j]`` is the coefficient of ``nodes[i]`` in the equation of
-        ``nodes[j]`` (0 if it is not a regressor there).
-    std_error : (k, k) array
-        HC3 standard errors of ``coef`` from :func:`causal.regression.ols` (NaN where none).
-    boot : (n_boot, k, k) array
-        The same coefficients in each bootstrap resample.
-    totals : dict of (str, str) -> (float, (n_boot,) array)
-        Directly estimated total effects (:func:`causal.totals.randomized_totals`)
-        on the same resamples.
-    n : int
-        Complete rows used.
-    """
-
-    nodes: tuple[str, ...]
-    coef: np.ndarray
-    std_error: np.ndarray
-    boot: np.ndarray
-    totals: dict
-    n: int
-
-    def index(self, node: str) -> int:
-        return self.nodes.index(node)
-
-    def total(self) -> tuple[np.ndarray, np.ndarray]:
-        """Total-effect matrices ``(I - B)^-1 - I`` for the fit and every resample."""
-        eye = np.eye(len(self.nodes))
-        return np.linalg.inv(eye - self.coef) - eye, np.linalg.inv(eye - self.boot) - eye
-
-    @classmethod
-    def fit(cls, data: pd.DataFrame, equations: dict[str, list[tuple[list[str], list[str]]]], *, n_boot: int,
-            seed: int, totals: dict[tuple[str, str], tuple[float, np.ndarray]] | None = None,
-            universe: tuple[int, np.ndarray] | None = None) -> LinearSEM:
-        """Fit each node's regressions; ``data`` must be complete and numeric.
-
-        ``equations`` maps a column to its regressions, each ``(regressors,
-        kept)``: the coefficients of ``kept`` (a subset of ``regressors``) are
-        taken from that regression. ``totals`` maps ``(source, target)`` to its
-        randomized total effect and bootstrap draws
-        (:func:`causal.totals.randomized_totals`). ``universe`` = ``(m,
-        positions)``: the resamples are drawn over ``m`` rows, of which
-        ``data`` holds those at ``positions``, so they are the very resamples
-        of the totals (default: drawn over ``data``'s rows).
-        """
-        totals = dict(totals or {})
-        cols = [c for regs in equations.values() for r, _ in regs for c in r]
-        nodes = tuple(dict.fromkeys([*equations, *cols]))
-        k, n = len(nodes), len(data)
-        pos = {v: i for i, v in enumerate(nodes)}
-        values = data[list(nodes)].to_numpy(dtype="float64")
-        coef = np.zeros((k, k))
-        se = np.full((k, k), np.nan)
-        # (target index, regressor indices, positions kept within them, their node indices)
-        fits = []
-        for v, regs in equations.items():
-            for r, kept in regs:
-                if r and kept:
-                    idx = [pos[u] for u in r]
-                    at = [r.index(u) for u in kept]
-                    fits.append((pos[v], idx, at, [pos[u] for u in kept]))
-        for j, idx, at, dst in fits:
-            fit = ols(values[:, j], values[:, idx], se=DEFAULT_SE)
-            coef[dst, j] = fit.params[at]
-            se[dst, j] = fit.std_error[at]
-        m, where = universe if universe is not None else (n, np.arange(n))
-        boot = np.zeros((n_boot, k, k))
-        rng = np.random.default_rng(seed)  # seeded right before the stochastic step
-        start = 0
-        for counts in bootstrap_counts(m, n_boot, rng):
-            counts = counts[:, where]
-            stop = start + counts.shape[0]
-            for j, idx, at, dst in fits:
-                boot[start:stop, dst, j] = weighted_ols(values[:, idx], values[:, j], counts)[:, at]
-            start = stop
-        return cls(nodes, coef, se, boot, totals, n)
 
 
 # ---- results ------------------------------------------------------------------------
@@ -431,24 +327,6 @@ def _validate_path(path: tuple[str, ...], df: pd.DataFrame, full: nx.DiGraph, g:
                              f"children of {a!r}: {', '.join(children)}. Pick a directed path of the graph.")
 
 
-def _boot_stats(est: np.ndarray, draws: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
-    """CIs and p-values from one set of bootstrap draws, consistent by construction.
-
-    ``ci_low``/``ci_high`` = estimate ± z·sd and ``p_value`` the matching z-test
-    (the CI excludes 0 exactly when p < alpha); the percentile interval is
-    reported beside them (``pct_low``/``pct_high``).
-    """
-    sd = draws.std(0, ddof=1)
-    z = stats.norm.ppf(1 - alpha / 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = 2 * stats.norm.sf(np.abs(est / sd))
-    zero = sd <= 1e-12 * (np.abs(est) + 1.0)  # identically 0 by the graph
-    p[zero] = np.where(np.abs(est[zero]) > 1e-12, 0.0, 1.0)
-    lo, hi = np.quantile(draws, [alpha / 2, 1 - alpha / 2], axis=0)
-    return {"std_error": sd, "ci_low": est - z * sd, "ci_high": est + z * sd, "p_value": p,
-            "pct_low": lo, "pct_high": hi}
-
-
 def _summarize_path(path: tuple[str, ...], sem: LinearSEM, book: nx.DiGraph, alpha: float, seed: int,
                     omitted: dict[str, str], total_key: tuple[str, str] | None) -> MediationResult:
     i = [sem.index(v) for v in path]
@@ -474,7 +352,7 @@ def _summarize_path(path: tuple[str, ...], sem: LinearSEM, book: nx.DiGraph, alp
     other_est, other_b = total_est - path_est - direct_est, total_b - path_b - direct_b
     est = np.array([path_est, direct_est, other_est, bp_est, total_est, total_est - bp_est])
     draws = np.stack([path_b, direct_b, other_b, bp_b, total_b, total_b - bp_b], axis=1)  # (n_boot, 6)
-    st = _boot_stats(est, draws, alpha)
+    st = boot_stats(est, draws, alpha)
     if not has_direct:
         st["p_value"][1] = 1.0
     summary = pd.DataFrame({"effect": list(_EFFECTS), "estimate": est, **st,
@@ -482,7 +360,7 @@ def _summarize_path(path: tuple[str, ...], sem: LinearSEM, book: nx.DiGraph, alp
                                        total_method, "difference"], "n": sem.n})
     e_b = np.stack([sem.boot[:, a, b] for a, b in pairs], axis=1)
     e_est = np.array([sem.coef[a, b] for a, b in pairs])
-    est_e = _boot_stats(e_est, e_b, alpha)
+    est_e = boot_stats(e_est, e_b, alpha)
     edges = pd.DataFrame({"treatment": list(path[:-1]), "outcome": list(path[1:]), "estimate": e_est,
                           "std_error": est_e["std_error"], "ci_low": est_e["ci_low"], "ci_high": est_e["ci_high"],
                           "p_value": est_e["p_value"], "ols_std_error": [sem.std_error[a, b] for a, b in pairs]})
@@ -553,11 +431,11 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
         interventions = prep.expand([lv for lv in intervention_levers() if lv in prep.columns])
         regressions: dict[str, list[tuple[list[str], list[str]]]] = {}
         for v, regs in equations.items():
-            base = _independent_columns(frame, [r for r in regs if r in frame.columns])
+            base = independent_columns(frame, [r for r in regs if r in frame.columns])
             mediators = [r for r in base if r in gid and gid.nodes[r].get("kind") not in _RANDOMIZED]
             extra = [c for c in interventions if c in frame.columns and c not in base]
             if mediators and extra:
-                wide = _independent_columns(frame, [*base, *extra])
+                wide = independent_columns(frame, [*base, *extra])
                 regressions[v] = [(base, [r for r in base if r not in mediators]),
                                   (wide, [r for r in mediators if r in wide])]
             else:
@@ -578,23 +456,6 @@ def _path_units(prep: Any, paths: Sequence[tuple[str, ...]]) -> pd.DataFrame:
     """The rows of ``prep.units`` for columns on ``paths``."""
     cols = {v for p in paths for v in p}
     return prep.units[prep.units["column"].isin(cols)].reset_index(drop=True) if len(prep.units) else prep.units
-
-
-def _independent_columns(frame: pd.DataFrame, cols: list[str]) -> list[str]:
-    """``cols`` without those that are exact linear combinations of earlier ones (kept order)."""
-    if not cols:
-        return []
-    x = frame[cols].to_numpy(dtype="float64")
-    x = x - x.mean(0)
-    sd = x.std(0)
-    sd[sd == 0] = 1.0
-    gram = (x / sd).T @ (x / sd) / len(x)
-    keep: list[int] = []
-    for j in range(len(cols)):
-        r = gram[j, j] - (gram[j, keep] @ np.linalg.solve(gram[np.ix_(keep, keep)], gram[keep, j]) if keep else 0.0)
-        if r > 1e-9:
-            keep.append(j)
-    return [cols[j] for j in keep]
 
 
 def mediation(df: pd.DataFrame, path: str | Sequence[str], *, graph: CausalGraph = BOOK_DAG,

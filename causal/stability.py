@@ -65,9 +65,9 @@ from scipy import stats
 from causal._threads import single_threaded
 from causal.errors import BaselineError, ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
-from causal.mediate import bootstrap_counts
 from causal.regression import adjust_pvalues, weighted_ols
 from causal.results import Result
+from causal.sem import bootstrap_counts
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -136,13 +136,22 @@ def fit_settings(effects: Any) -> dict[str, Any]:
         out["schema_version"] = SCHEMA_VERSION
         if out.get("method") == "dml":
             out["se"] = "dml_sandwich"
-        units = getattr(effects, "units", None)
-        # columns fitted in within-family sd units (causal.units): estimates in other units do not compare
-        out["units"] = ("within-family sd: " + ",".join(sorted(set(units["column"])))
-                        if isinstance(units, pd.DataFrame) and len(units) else "raw")
+        out.update(_units_setting(getattr(effects, "summary", None)))
         return out
     frame = effects if isinstance(effects, pd.DataFrame) else getattr(effects, "summary", pd.DataFrame())
-    return {k: frame[k].iloc[0] for k in ("method", "adjust", "se") if k in frame.columns and len(frame)}
+    out = {k: frame[k].iloc[0] for k in ("method", "adjust", "se") if k in frame.columns and len(frame)}
+    return {**out, **_units_setting(frame)}
+
+
+def _units_setting(summary: Any) -> dict[str, str]:
+    """``{"units": ...}``: the columns fitted in within-family sd units (:mod:`causal.units`), else "raw".
+
+    Empty for a summary without the ``standardized`` column (made before it existed).
+    """
+    if not isinstance(summary, pd.DataFrame) or "standardized" not in summary.columns:
+        return {}
+    cols = sorted({c for v in summary["standardized"].dropna() for c in str(v).split(",") if c})
+    return {"units": "within-family sd: " + ",".join(cols) if cols else "raw"}
 
 
 def _key(e: Any) -> tuple[str, str, str]:

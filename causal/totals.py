@@ -36,6 +36,7 @@ from causal.errors import ConfigError, SchemaError
 from causal.graph import BOOK_DAG, CausalGraph
 from causal.regression import adjust_pvalues, check_correction
 from causal.results import Result
+from causal.sem import boot_stats, bootstrap_counts, independent_columns
 from causal.units import describe as describe_units
 
 __all__ = ["TotalEffects", "TotalDraws", "total_effects", "randomized_totals", "total_adjustment", "plain_units"]
@@ -161,10 +162,9 @@ def randomized_totals(prep: Any, target: str, sources: Sequence[str], *, n_boot:
         Randomized regression columns.
     n_boot, seed : int
         Resamples of the rows; ``numpy.random.default_rng(seed)`` draws them
-        (:func:`causal.mediate.bootstrap_counts`); mediation draws the same
+        (:func:`causal.sem.bootstrap_counts`); mediation draws the same
         resamples over :attr:`TotalDraws.rows` for its SEM.
     """
-    from causal.mediate import _independent_columns, bootstrap_counts
 
     rand = _randomized_columns(prep)
     frame = pd.concat([_target_values(prep, target).rename("__y__"), prep.numeric[rand]], axis=1).dropna()
@@ -175,7 +175,7 @@ def randomized_totals(prep: Any, target: str, sources: Sequence[str], *, n_boot:
         if s not in frame.columns:
             skipped[s] = f"{s!r} does not vary in the {len(frame)} rows where {target!r} is observed"
             continue
-        regs = _independent_columns(frame, [s, *[c for c in total_adjustment(prep, s) if c in frame.columns]])
+        regs = independent_columns(frame, [s, *[c for c in total_adjustment(prep, s) if c in frame.columns]])
         if not regs or regs[0] != s:
             skipped[s] = f"{s!r} is a function of the other randomized columns"
             continue
@@ -292,7 +292,6 @@ def _check(n_boot: int, alpha: float) -> None:
 def _scope(df: pd.DataFrame, family: str, graph: CausalGraph, levers: Sequence[str] | None,
            outcomes: Sequence[str] | None, n_boot: int, seed: int, alpha: float, adjust: str, diverged: str
            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
-    from causal.mediate import _boot_stats
     from causal.prepare import prepare
 
     prep = prepare(df, graph, adjust=adjust, diverged=diverged, who="total_effects")
@@ -319,7 +318,7 @@ def _scope(df: pd.DataFrame, family: str, graph: CausalGraph, levers: Sequence[s
         names = list(tot.estimate)
         if not names:
             continue
-        st = _boot_stats(np.array([tot.estimate[s] for s in names]),
+        st = boot_stats(np.array([tot.estimate[s] for s in names]),
                          np.stack([tot.draws[s] for s in names], axis=1), alpha)
         for i, s in enumerate(names):
             std = target in in_sd or s in in_sd
