@@ -33,6 +33,7 @@ VERDICT_TINTS: dict[str, str] = {
     "only_in_b": "#efebe9", "not_in_baseline": "#efebe9", "True": "#ffcdd2",
 }
 _OPEN_ROWS = 15  # secondary tables longer than this start folded
+_FOLD_MAIN = 80  # and main tables longer than this
 _TINTED = ("verdict", "status", "dag_verdict", "violated", "failed")
 
 
@@ -170,7 +171,11 @@ def result_html(obj: Any) -> str:
            info_html(obj._info())]
     if title:
         out.append(f"<h5>{html.escape(title)}</h5>")
-    out.append(table_html(main))
+    if len(main) > _FOLD_MAIN:  # e.g. every lever x outcome x family: sortable, but folded until asked for
+        out.append(f"<details><summary><b>The table</b> ({len(main)} rows, sortable; click to show)</summary>"
+                   f"{table_html(main)}</details>")
+    else:
+        out.append(table_html(main))
     for sub_title, frame in _parts(obj):
         if len(frame) > _OPEN_ROWS:  # long secondary tables fold away; the summary line says what is inside
             out.append(f"<details><summary><b>{html.escape(sub_title)}</b> ({len(frame)} rows; click to show)"

@@ -99,6 +99,8 @@ def test_each_results_html_is_its_section(rep, page):
     for obj in (rep.effects, rep.by_task, rep.totals, rep.mediation, rep.falsification, rep.scores, rep.signs):
         assert obj._repr_html_() == result_html(obj)  # one renderer: settings, table, the tables it carries
         assert obj._repr_html_() in page, type(obj).__name__
+    assert len(rep.totals.summary) > 80  # every lever x outcome x family: folded, still sortable
+    assert rep.totals._repr_html_().count("<details><summary><b>The table</b>") == 1
 
 
 def test_a_baseline_with_other_settings_is_reported_not_raised(table, tmp_path):
