@@ -20,7 +20,8 @@ effect ``fit_edges`` identifies for a lever → mediator edge. Then
   :func:`causal.totals.randomized_totals`, the estimator of
   :func:`causal.total_effects` (same rows, seed and resamples, so the same
   numbers): ``y`` regressed on ``a`` and the other randomized columns that
-  are not its descendants (nor its own intervention levers), on the rows
+  its change does not move (not its descendants, nor its own intervention
+  levers and their descendants), on the rows
   where ``y`` and every randomized column are observed. For a mediator
   source, which is not randomized, it is the SEM's implied total
   ``[(I - B)^-1]_{a,y}``;

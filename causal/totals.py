@@ -4,9 +4,11 @@ A lever is randomized, so its **total effect** on a mediator or outcome (all
 paths, the book's and the others) is identified by a regression of the outcome
 on the lever, adjusted for the other randomized columns that are neither its
 descendants nor its own intervention levers (``width`` when the lever is
-``capacity``): adjustment only for precision and for the design's
-by-construction dependencies (``optimizer`` → ``log_lr``), never for a
-mediator. Rows, graph and units come from :func:`causal.prepare.prepare`
+``capacity``) nor their descendants (``capacity`` when the lever is
+``inductive_bias``, whose intervention ``arch`` changes the parameter count):
+adjustment only for precision and for the design's by-construction
+dependencies (``optimizer`` → ``log_lr``), never for something the lever's
+change moves. Rows, graph and units come from :func:`causal.prepare.prepare`
 (diverged runs excluded by default; columns whose units differ by problem
 z-scored within task × problem family when the rows mix problems).
 
@@ -89,9 +91,15 @@ _LOG10 = {"sharpness": "sharpness", "implicit_reg": "implicit regularization", "
           "variance": "variance", "convergence": "best-constant ÷ training loss"}
 
 
-def plain_units(lever: str, outcome: str, estimate: float, family: str, standardized: bool) -> str:
-    """The effect of a lever step on an outcome in words, e.g. '+1 decade of lr: +3.8 accuracy points on mnist1d'."""
-    step, what = _STEPS.get(lever, (1.0, f"+1 {lever}"))
+def plain_units(lever: str, outcome: str, estimate: float, family: str, standardized: bool,
+                lever_standardized: bool = False) -> str:
+    """The effect of a lever step on an outcome in words, e.g. '+1 decade of lr: +3.8 accuracy points on mnist1d'.
+
+    ``standardized``: the outcome is in within-family sd units; ``lever_standardized``: so is the lever
+    (a step is then one within-family sd of it).
+    """
+    step, what = (1.0, f"+1 within-family sd of {lever}") if lever_standardized else _STEPS.get(
+        lever, (1.0, f"+1 {lever}"))
     effect = estimate * step
     where = "pooled" if family == "pooled" else f"on {family}"
     if standardized:
@@ -109,7 +117,9 @@ def total_adjustment(prep: Any, source: str) -> list[str]:
 
     gid = prep.gid
     skip = set(COMPUTED[source].intervention) if source in COMPUTED else set()
-    below = nx.descendants(gid, source) if source in gid else set()
+    # what the lever's change moves is not adjusted for: its descendants and those of its intervention
+    # (switching to a CNN also changes capacity at a given width)
+    below = set().union(*(nx.descendants(gid, n) for n in (source, *skip) if n in gid))
     adj = [n for n, k in gid.nodes(data="kind") if k in _RANDOMIZED and n != source and n not in skip
            and n not in below]
     return [c for c in prep.expand(adj) if c != source]
@@ -321,11 +331,11 @@ def _scope(df: pd.DataFrame, family: str, graph: CausalGraph, levers: Sequence[s
         st = boot_stats(np.array([tot.estimate[s] for s in names]),
                          np.stack([tot.draws[s] for s in names], axis=1), alpha)
         for i, s in enumerate(names):
-            std = target in in_sd or s in in_sd
             rows.append({"family": family, "lever": s, "outcome": target, "estimate": tot.estimate[s],
-                         **{k: float(v[i]) for k, v in st.items()}, "n": len(tot.rows), "standardized": std,
+                         **{k: float(v[i]) for k, v in st.items()}, "n": len(tot.rows),
+                         "standardized": target in in_sd or s in in_sd,
                          "adjustment": ",".join(tot.adjustment[s]),
-                         "plain": plain_units(s, target, tot.estimate[s], family, std)})
+                         "plain": plain_units(s, target, tot.estimate[s], family, target in in_sd, s in in_sd)})
     return rows, skipped, prep
 
 

@@ -37,6 +37,19 @@ def test_recovers_the_simulators_total_effects_within_ci(sims):
     assert np.mean(hits) >= 0.85, np.mean(hits)
 
 
+def test_what_the_levers_change_moves_is_not_adjusted_for(sims):
+    te = total_effects(sims[0].data, levers=["inductive_bias", "capacity", "log_lr"], outcomes=["variance"],
+                       n_boot=20, by_family=False)
+    adj = {lv: set(te.effect(lv, "variance")["adjustment"].split(",")) for lv in ("inductive_bias", "capacity",
+                                                                                 "log_lr")}
+    # a CNN instead of an MLP also changes the parameter count: capacity is moved by arch, not a confounder
+    assert "capacity" not in adj["inductive_bias"] and "task_mnist1d" in adj["inductive_bias"]
+    assert not any(c.startswith("arch_") for c in adj["inductive_bias"])
+    assert "log2_width" not in adj["capacity"] and {"depth", "task_mnist1d"} <= adj["capacity"]
+    # the optimizer sets the lr range (log_lr's confounder), and a mediator is never adjusted for
+    assert {"optimizer_adam", "optimizer_momentum"} <= adj["log_lr"] and "implicit_reg" not in adj["log_lr"]
+
+
 def test_mediation_total_is_the_same_number(sims):
     sim = sims[1]
     table = mediation_paths(sim.data, ["weight_decay -> variance -> generalization",
@@ -82,6 +95,8 @@ def test_plain_units_words():
     assert plain_units("log_lr", "generalization", 0.05, "teacher/regression", False) == (
         "+1 decade of lr: +0.05 R² (on teacher/regression)")
     assert plain_units("dropout", "variance", -1.0, "pooled", False) == "+0.1 dropout: variance ×0.794 (pooled)"
+    assert plain_units("data_noise", "generalization", -0.13, "pooled", True, True) == (
+        "+1 within-family sd of data_noise: -0.13 within-family sd of generalization (pooled)")
 
 
 def test_bad_input_names_the_value(sims):
