@@ -116,13 +116,15 @@ def total_adjustment(prep: Any, source: str) -> list[str]:
     from causal.design import COMPUTED
 
     gid = prep.gid
-    skip = set(COMPUTED[source].intervention) if source in COMPUTED else set()
+    node = next((n for n, cols in prep.columns.items() if source in cols), source)  # log2_width -> width
+    skip = set(COMPUTED[node].intervention) if node in COMPUTED else set()
     # what the lever's change moves is not adjusted for: its descendants and those of its intervention
     # (switching to a CNN also changes capacity at a given width)
-    below = set().union(*(nx.descendants(gid, n) for n in (source, *skip) if n in gid))
-    adj = [n for n, k in gid.nodes(data="kind") if k in _RANDOMIZED and n != source and n not in skip
+    below = set().union(*(nx.descendants(gid, n) for n in (node, *skip) if n in gid))
+    adj = [n for n, k in gid.nodes(data="kind") if k in _RANDOMIZED and n != node and n not in skip
            and n not in below]
-    return [c for c in prep.expand(adj) if c != source]
+    siblings = [c for c in prep.columns.get(node, ()) if c != source]  # loss_l1 beside loss_mse: vs the reference
+    return [c for c in [*siblings, *prep.expand(adj)] if c != source]
 
 
 def _randomized_columns(prep: Any) -> list[str]:
@@ -299,6 +301,20 @@ def _check(n_boot: int, alpha: float) -> None:
         raise ConfigError(f"alpha must lie in (0, 1), got {alpha!r}")
 
 
+def _expand_levers(prep: Any, rand: list[str], levers: Sequence[str]) -> list[str]:
+    """Lever names -> regression columns: raw levers to their encodings (``width`` -> ``log2_width``,
+    ``loss`` -> its contrasts), categorical book levers to theirs (``optimizer`` -> ``optimizer_adam``, ...)."""
+    out: list[str] = []
+    for lv in levers:
+        if lv in rand or lv not in prep.columns and not any(c.startswith(f"{lv}_") for c in rand):
+            out.append(lv)  # a regression column, or unknown (reported as skipped)
+        elif lv in prep.columns:
+            out.extend(prep.columns[lv])
+        else:
+            out.extend(c for c in rand if c.startswith(f"{lv}_"))
+    return list(dict.fromkeys(out))
+
+
 def _scope(df: pd.DataFrame, family: str, graph: CausalGraph, levers: Sequence[str] | None,
            outcomes: Sequence[str] | None, n_boot: int, seed: int, alpha: float, adjust: str, diverged: str
            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
@@ -308,7 +324,7 @@ def _scope(df: pd.DataFrame, family: str, graph: CausalGraph, levers: Sequence[s
     rand = _randomized_columns(prep)
     book_levers = [n for n, k in prep.gid.nodes(data="kind")
                    if k in ("lever", "context") and n in rand and prep.numeric[n].nunique() > 1]
-    chosen = list(levers) if levers is not None else book_levers
+    chosen = _expand_levers(prep, rand, levers) if levers is not None else book_levers
     targets = list(outcomes) if outcomes is not None else [c for c in DEFAULT_OUTCOMES if c in prep.data.columns]
     in_sd = set(prep.units["column"]) if len(prep.units) else set()
     rows, skipped = [], []
@@ -352,7 +368,9 @@ def total_effects(runs: pd.DataFrame, *, levers: Iterable[str] | None = None, ou
     levers : iterable of str, optional
         Randomized columns (default: the book's lever and context columns
         that vary, categorical levers as 0/1 contrasts such as
-        ``optimizer_adam``).
+        ``optimizer_adam``). Raw levers and categorical levers by name
+        (``width``, ``depth``, ``loss``, ``optimizer``) stand for their
+        regression columns (``log2_width``, ``loss_mse``, ...).
     outcomes : iterable of str, optional
         Numeric columns (default: the mediators and outcomes present).
     graph : CausalGraph

@@ -38,16 +38,20 @@ def test_recovers_the_simulators_total_effects_within_ci(sims):
 
 
 def test_what_the_levers_change_moves_is_not_adjusted_for(sims):
-    te = total_effects(sims[0].data, levers=["inductive_bias", "capacity", "log_lr"], outcomes=["variance"],
-                       n_boot=20, by_family=False)
+    te = total_effects(sims[0].data, levers=["inductive_bias", "capacity", "log_lr", "width", "loss"],
+                       outcomes=["variance"], n_boot=20, by_family=False)
     adj = {lv: set(te.effect(lv, "variance")["adjustment"].split(",")) for lv in ("inductive_bias", "capacity",
-                                                                                 "log_lr")}
+                                                                                 "log_lr", "log2_width", "loss_mse")}
     # a CNN instead of an MLP also changes the parameter count: capacity is moved by arch, not a confounder
     assert "capacity" not in adj["inductive_bias"] and "task_mnist1d" in adj["inductive_bias"]
     assert not any(c.startswith("arch_") for c in adj["inductive_bias"])
     assert "log2_width" not in adj["capacity"] and {"depth", "task_mnist1d"} <= adj["capacity"]
     # the optimizer sets the lr range (log_lr's confounder), and a mediator is never adjusted for
     assert {"optimizer_adam", "optimizer_momentum"} <= adj["log_lr"] and "implicit_reg" not in adj["log_lr"]
+    # a raw lever by name: width moves capacity; the loss moves loss_matched; loss_mse is against the
+    # reference (cross-entropy), so the other contrast is held
+    assert "capacity" not in adj["log2_width"] and "depth" in adj["log2_width"]
+    assert "loss_matched" not in adj["loss_mse"] and "loss_l1" in adj["loss_mse"]
 
 
 def test_mediation_total_is_the_same_number(sims):
@@ -103,6 +107,10 @@ def test_bad_input_names_the_value(sims):
     d = sims[0].data
     with pytest.raises(ConfigError, match="n_boot must be an integer >= 10"):
         total_effects(d, n_boot=3)
+    named = total_effects(d, levers=["width", "optimizer", "loss", "depth"], outcomes=["variance"], n_boot=20,
+                          by_family=False)
+    assert sorted(named.summary["lever"]) == ["depth", "log2_width", "loss_l1", "loss_mse", "optimizer_adam",
+                                              "optimizer_momentum"]
     te = total_effects(d, levers=["nope"], outcomes=["variance"], n_boot=20, by_family=False)
     assert te.summary.empty and "'nope' is not a randomized column" in te.skipped["reason"].iloc[0]
     assert isinstance(te.to_dict()["skipped"], list) and isinstance(te.summary, pd.DataFrame)
