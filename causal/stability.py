@@ -6,8 +6,10 @@ that made it), refits on every new sweep and runs :func:`check_signs`.
 
 The check **refuses** (:class:`causal.errors.BaselineError`) a fit made with
 other settings than the baseline's — method, adjustment, SE type, correction,
-diverged-row policy, schema version — naming each that differs: such
-estimates are not comparable.
+diverged-row policy, schema version, units (which columns were fitted in
+within-family sd units, :mod:`causal.units`) — naming each that differs:
+such estimates are not comparable. A setting the baseline predates is not
+compared.
 
 It **fails** only on what a reseed cannot do:
 
@@ -28,7 +30,8 @@ Baseline file (JSON, version 2)::
 
     {"format": "udl-sign-baseline", "version": 2, "alpha": 0.05,
      "settings": {"method": "linear", "adjust": "design", "se": "hc3", "correction": "holm",
-                  "diverged": "exclude", "schema_version": "2.0"},
+                  "diverged": "exclude", "schema_version": "2.0",
+                  "units": "within-family sd: data_noise,deployment_risk,generalization"},
      "created": "...", "data": "data/reference", "package_version": "0.1.0",
      "edges": [{"number": 9, "edge": "init_quality→gradient_stability",
                 "treatment": "init_quality", "outcome": "gradient_stability",
@@ -173,7 +176,7 @@ def write_baseline(effects: Any, path: str | Path, *, alpha: float | None = None
     ----------
     effects : EdgeEffects
         A fit; its settings (method, adjust, SE, correction, diverged policy,
-        schema version) are recorded. A summary DataFrame records only the
+        schema version, units) are recorded. A summary DataFrame records only the
         settings its columns carry.
     path : str or Path
     alpha : float, optional
