@@ -77,7 +77,7 @@ def fit_by(df: pd.DataFrame, by: str, **kwargs: Any):
     """
     from causal.edges import fit_edges
     from causal.prepare import usable
-    from causal.units import families, mixed_units
+    from causal.units import families, mixed_units, standardize_units
     from causal.variables import add_contrasts
 
     keys = [by] if isinstance(by, str) else list(by)
@@ -123,6 +123,8 @@ def fit_by(df: pd.DataFrame, by: str, **kwargs: Any):
     object.__setattr__(pooled, "strata", strata)
     object.__setattr__(pooled, "heterogeneity", het)
     object.__setattr__(pooled, "by", label)
+    if unit_cols:  # the raw family means and sds, not those of the already standardized pooled table
+        object.__setattr__(pooled, "units", standardize_units(add_contrasts(df), unit_cols, keep)[1])
     return pooled
 
 
