@@ -1,4 +1,4 @@
-"""Seeds, minibatch indices, padded stacking and the explicit per-model losses.
+"""Seeds, minibatch indices, padded stacking and the per-model loss codes.
 
 Shared by the batched and the naive engine so that both see the same random
 draws: a model's initialization and its minibatch indices depend only on
@@ -12,6 +12,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from runs_generator.losses import per_example
+from runs_generator.registry import LOSSES
 
 __all__ = [
     "STREAM_INIT",
@@ -30,7 +33,8 @@ STREAM_INIT = 0
 STREAM_BATCHES = 1
 STREAM_NOISE = 2  # dropout masks and augmentation noise
 
-LOSS_CODES = {"cross_entropy": 0, "mse": 1, "l1": 2}
+LOSS_CODES = {name: entry.code for name, entry in LOSSES.items()}  # the batched engine's per-model loss codes
+_LOSS_NAMES = {code: name for name, code in LOSS_CODES.items()}
 
 
 def model_seed(run_seed: int, replica: int, stream: int) -> int:
@@ -94,40 +98,5 @@ def per_example_loss(
     classification: bool,
     label_smoothing: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Loss of every example, written out explicitly (double-backward safe).
-
-    A classifier's prediction is always the softmax probability vector:
-    cross-entropy acts on it through the log-softmax, and squared error on
-    classes is the Brier score ``mean_c (softmax(out)_c - onehot_c)^2``. An
-    absolute error on classes is refused (on one-hot targets it trains to an
-    all-zero output; it is a regression loss here).
-
-    Parameters
-    ----------
-    out : (R, N, C) outputs (logits for classification)
-    y : (R, N) int64 labels, or (R, N, C) regression targets
-    kind : a value of :data:`LOSS_CODES`
-    label_smoothing : (R,) used by cross-entropy only
-
-    Returns
-    -------
-    (R, N) losses; squared and absolute errors are means over the C outputs.
-    """
-    if kind == LOSS_CODES["cross_entropy"]:
-        if not classification:
-            raise ValueError("cross-entropy needs class labels; got a regression target")
-        logp = torch.log_softmax(out, dim=-1)
-        nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        if label_smoothing is None:
-            return nll
-        eps = label_smoothing.view(-1, 1)
-        return (1.0 - eps) * nll - eps * logp.mean(dim=-1)
-    if classification:
-        if kind != LOSS_CODES["mse"]:
-            raise ValueError("on classes only cross_entropy and mse (the Brier score) are defined; got l1")
-        diff = torch.softmax(out, dim=-1) - torch.nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
-    else:
-        diff = out - y
-    if kind == LOSS_CODES["mse"]:
-        return (diff * diff).mean(dim=-1)
-    return diff.abs().mean(dim=-1)
+    """Loss of every example (R, N) for loss code ``kind`` (:func:`runs_generator.losses.per_example`)."""
+    return per_example(_LOSS_NAMES[kind], out, y, classification=classification, label_smoothing=label_smoothing)

@@ -17,6 +17,14 @@ row-mask variant), but:
   :meth:`~runs_generator._modelset.ModelSet.objective_and_grad`, written out
   for each model's own loss kind.
 
+The forward half is :func:`runs_generator.models.hidden_features` itself (the
+one place normalization, dropout, residual connections and the head are
+written), run with a :class:`~runs_generator.models.Tape`; only the backward
+is written here, with the architecture's own gradient ops
+(:class:`~runs_generator.models.StackedArch`). An architecture without them
+(``fused=False`` in :data:`runs_generator.registry.ARCHS`) trains with
+:func:`autograd_loss_and_grads` instead.
+
 Per-model independence is kept: every reduction is within a model (dim >= 1).
 The Hessian and gradient-stability measurements still use autograd through
 :func:`~runs_generator.models.forward` (they need double backward).
@@ -28,23 +36,10 @@ from typing import Callable
 
 import torch
 
-from runs_generator.models import (
-    BN_EPS,
-    CNN_K,
-    LN_EPS,
-    ArchSpec,
-    _cnn_flatten,
-    _cnn_hidden,
-    _cnn_input,
-    _cnn_unflatten,
-    _linear,
-    dropout_uniform,
-    layer_norm_mean,
-    update_running,
-)
+from runs_generator.models import ArchSpec, Tape, head, hidden_features, residual_flags as _residual_flags
 from runs_generator._noise import ModelStreams
 
-__all__ = ["loss_and_grads"]
+__all__ = ["loss_and_grads", "autograd_loss_and_grads"]
 
 _threshold_backward = torch.ops.aten.threshold_backward
 
@@ -84,111 +79,80 @@ def loss_and_grads(
         loop computes them once).
     """
     r, b = x.shape[0], x.shape[1]
-    cnn = spec.arch == "cnn"
-    rows, feat = (2, 1) if cnn else (1, 2)  # hidden maps: CNN (R, C, B*L), MLP (R, B, W)
+    arch = spec.impl
+    rows = arch.rows
     norm = spec.normalization
-    rows_mask = rowmask
-    if cnn:
-        h = _cnn_input(x)
-        if rowmask is not None:
-            rows_mask = rowmask.repeat_interleave(spec.length, dim=1)
-    else:
-        h = x.reshape(r, b, -1)
     if residual_flags is None:
-        residual_flags = bool(residual.all()), not bool(residual.any())  # host syncs: pass them in a loop
+        residual_flags = _residual_flags(residual)
     res_all, res_none = residual_flags
-    res_flag = residual.to(h.dtype).view(-1, 1, 1)
-    if norm == "batch":  # real rows per model, shared by every layer's batch statistics
-        n = rows_mask.sum(dim=1) if rows_mask is not None else torch.full((r,), h.shape[rows], device=h.device, dtype=h.dtype)
-        n_col = n.view(-1, 1, 1)
-        m = rows_mask.unsqueeze(feat) if rows_mask is not None else None
-    if dropout is not None:
-        keep = 1.0 - dropout.to(h.dtype).view(-1, 1, 1)
-        inv_keep = keep.reciprocal()
-    saved = []  # per layer: (inp, xhat, rstd, f, drop_scale)
-    for i in range(spec.depth):
-        inp = _cnn_hidden(h, b) if cnn and i > 0 else h
-        z = _linear(spec, params, i, inp)
-        xhat = rstd = None
-        if norm == "batch":
-            if m is None:
-                mean = z.mean(dim=rows, keepdim=True)
-                zc = z - mean
-                var = zc.square().mean(dim=rows, keepdim=True)
+    tape = Tape()
+    with torch.no_grad():
+        hf = hidden_features(spec, params, x, mode="train", running=running, residual=residual, dropout=dropout,
+                             rowmask=rowmask, active=active, generator=generator, tape=tape, flags=residual_flags)
+        wo = params["wo"]
+        out = head(hf, wo, params["bo"])  # (R, B, C)
+        losses, dout = objective(out, y, rowmask)
+
+        grads["wo"].copy_(torch.bmm(dout.transpose(1, 2), hf).transpose(1, 2))
+        grads["bo"].copy_(dout.sum(dim=1))
+        dh = arch.unflatten(spec, torch.bmm(dout, wo.transpose(1, 2)))  # (R, B, H) -> hidden-map layout
+        res_flag = residual.to(dh.dtype).view(-1, 1, 1)
+        for i in reversed(range(spec.depth)):
+            inp, xhat, rstd, f, scale = tape.layers[i]
+            df = dh * scale if scale is not None else dh
+            dz = _threshold_backward(df, f, 0)
+            if norm != "none":
+                grads[f"g{i}"].copy_((dz * xhat).sum(dim=rows))
+                grads[f"be{i}"].copy_(dz.sum(dim=rows))
+                dxhat = dz * params[f"g{i}"].unsqueeze(rows)
+                if norm == "batch":  # mean over the real rows of each model (padded rows carry no gradient)
+                    c1 = dxhat.sum(dim=rows, keepdim=True) / tape.n
+                    c2 = (dxhat * xhat).sum(dim=rows, keepdim=True) / tape.n
+                    dz = (dxhat - c1 - xhat * c2) * rstd
+                    if tape.m is not None:
+                        dz = dz * tape.m
+                else:  # mean over each example's layer-norm group (units; CNN: channels and positions)
+                    c1 = arch.norm_mean(dxhat, b)
+                    c2 = arch.norm_mean(dxhat * xhat, b)
+                    dz = (dxhat - c1 - xhat * c2) * rstd
+            if norm != "batch":  # batch norm has no bias before it
+                grads[f"b{i}"].copy_(dz.sum(dim=rows))
+            grads[f"w{i}"].copy_(arch.weight_grad(inp, dz))
+            if i == 0:
+                break
+            dinp = arch.input_grad(spec, params[f"w{i}"], dz, b)
+            if res_none:
+                dh = dinp
+            elif res_all:
+                dh = dinp + dh
             else:
-                mean = (z * m).sum(dim=rows, keepdim=True) / n_col
-                zc = z - mean
-                var = (zc.square() * m).sum(dim=rows, keepdim=True) / n_col
-            update_running(running, i, mean, var, n, active)
-            rstd = torch.rsqrt(var + BN_EPS)
-            xhat = zc * rstd
-        elif norm == "layer":
-            zc = z - layer_norm_mean(z, cnn, b)
-            rstd = torch.rsqrt(layer_norm_mean(zc.square(), cnn, b) + LN_EPS)
-            xhat = zc * rstd
-        if norm != "none":
-            z = torch.addcmul(params[f"be{i}"].unsqueeze(rows), xhat, params[f"g{i}"].unsqueeze(rows))
-        f = torch.relu_(z)
-        scale = None
-        if dropout is not None:
-            scale = dropout_uniform(f, generator, cnn, b)  # the same draw as forward
-            scale.lt_(keep).mul_(inv_keep)  # 1/keep where kept, else 0; in place
-            fd = f * scale
-        else:
-            fd = f
-        if i == 0 or res_none:
-            h = fd
-        elif res_all:
-            h = h + fd
-        else:
-            h = torch.addcmul(fd, res_flag, h)
-        saved.append((inp, xhat, rstd, f, scale))
-
-    hf = _cnn_flatten(h, b) if cnn else h  # (R, B, H)
-    wo = params["wo"]
-    out = torch.baddbmm(params["bo"].unsqueeze(2), wo.transpose(1, 2), hf.transpose(1, 2)).transpose(1, 2).contiguous()
-    losses, dout = objective(out, y, rowmask)
-
-    grads["wo"].copy_(torch.bmm(dout.transpose(1, 2), hf).transpose(1, 2))
-    grads["bo"].copy_(dout.sum(dim=1))
-    dh = torch.bmm(dout, wo.transpose(1, 2))  # (R, B, H)
-    dh = _cnn_unflatten(dh.view(r, b, spec.length, spec.width)) if cnn else dh
-    for i in reversed(range(spec.depth)):
-        inp, xhat, rstd, f, scale = saved[i]
-        df = dh * scale if scale is not None else dh
-        dz = _threshold_backward(df, f, 0)
-        if norm != "none":
-            grads[f"g{i}"].copy_((dz * xhat).sum(dim=rows))
-            grads[f"be{i}"].copy_(dz.sum(dim=rows))
-            dxhat = dz * params[f"g{i}"].unsqueeze(rows)
-            if norm == "batch":  # mean over the real rows of each model (padded rows carry no gradient)
-                c1 = dxhat.sum(dim=rows, keepdim=True) / n_col
-                c2 = (dxhat * xhat).sum(dim=rows, keepdim=True) / n_col
-                dz = (dxhat - c1 - xhat * c2) * rstd
-                if m is not None:
-                    dz = dz * m
-            else:  # mean over each example's layer-norm group (units; CNN: channels and positions)
-                c1 = layer_norm_mean(dxhat, cnn, b)
-                c2 = layer_norm_mean(dxhat * xhat, cnn, b)
-                dz = (dxhat - c1 - xhat * c2) * rstd
-        if norm != "batch":  # batch norm has no bias before it
-            grads[f"b{i}"].copy_(dz.sum(dim=rows))
-        w = params[f"w{i}"]
-        if cnn:
-            grads[f"w{i}"].copy_(torch.bmm(inp, dz.transpose(1, 2)))  # (R, k*C_in, C)
-        else:
-            grads[f"w{i}"].copy_(torch.bmm(inp.transpose(1, 2), dz))
-        if i == 0:
-            break
-        if cnn:  # transposed conv: the patches of dz times the tap-flipped weights (R, C_in, C_out*k)
-            w_t = w.view(r, spec.width, CNN_K, spec.width).flip(2).transpose(2, 3).reshape(r, spec.width, -1)
-            dinp = torch.bmm(w_t, _cnn_hidden(dz, b))
-        else:
-            dinp = torch.bmm(dz, w.transpose(1, 2))
-        if res_none:
-            dh = dinp
-        elif res_all:
-            dh = dinp + dh
-        else:
-            dh = torch.addcmul(dinp, res_flag, dh)
+                dh = torch.addcmul(dinp, res_flag, dh)
     return losses
+
+
+def autograd_loss_and_grads(
+    spec: ArchSpec,
+    params: dict[str, torch.Tensor],
+    grads: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
+    **kwargs,
+) -> torch.Tensor:
+    """As :func:`loss_and_grads`, by autograd through the stacked forward.
+
+    ``objective`` is ``(out, y, rowmask) -> losses (R,)`` (differentiable, e.g.
+    :meth:`ModelSet.objective`). The path of architectures without a
+    hand-written backward, and its reference in the tests.
+    """
+    flags = kwargs.pop("residual_flags", None)
+    with torch.enable_grad():
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        hf = hidden_features(spec, leaves, x, mode="train", flags=flags, **kwargs)
+        out = head(hf, leaves["wo"], leaves["bo"])
+        losses = objective(out, y, kwargs.get("rowmask"))
+        gs = torch.autograd.grad(losses.sum(), list(leaves.values()))
+    with torch.no_grad():
+        for k, gk in zip(leaves, gs):
+            grads[k].copy_(gk)
+    return losses.detach()

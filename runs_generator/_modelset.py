@@ -18,9 +18,11 @@ from runs_generator._data import (
     STREAM_NOISE,
     batch_indices,
     model_seed,
+    _LOSS_NAMES,
     per_example_loss,
     stack_padded,
 )
+from runs_generator.losses import per_example_and_grad
 from runs_generator.models import ArchSpec
 from runs_generator.spec import RunConfig, TaskData
 
@@ -33,6 +35,9 @@ AUG_MAX_SHIFT = 4  # mnist1d: random circular shift in [-4, 4]
 
 def arch_spec(config: RunConfig, data: TaskData) -> ArchSpec:
     """The model shape of a run."""
+    from runs_generator.registry import arch_entry
+
+    arch_entry(config.arch)  # an unknown architecture is refused here, naming the registered ones
     return ArchSpec(
         arch=config.arch,
         input_shape=tuple(int(s) for s in data.input_shape),
@@ -143,16 +148,11 @@ class ModelSet:
         """:meth:`objective` (R,) and its gradient ``d(sum of losses)/d out`` (R, N, C), written out.
 
         The training step's loss without autograd: on the small (R, N, C)
-        outputs autograd's per-op overhead cost more than the arithmetic.
-        Cross-entropy with label smoothing ``eps`` has gradient ``softmax -
-        (1 - eps) onehot - eps / C``; mean squared error ``2 (out - t) / C``
-        (on classes it acts on ``p = softmax(out)``: with ``d = 2 (p - t) / C``
-        the gradient is the softmax Jacobian times ``d``, ``p * (d - <p, d>)``);
-        mean absolute error ``sign(out - t) / C`` (regression only); each per
-        example, times the example's weight in its model's mean. ``tests/test_fused.py`` checks
-        this against autograd through :meth:`objective`.
+        outputs autograd's per-op overhead cost more than the arithmetic. Each
+        model's own loss (:func:`runs_generator.losses.per_example_and_grad`),
+        per example, times the example's weight in its model's mean.
+        ``tests/test_fused.py`` checks this against autograd through :meth:`objective`.
         """
-        n_cls = out.shape[-1]
         kinds = self.loss_kinds
         if self.classification:  # one-hot by scatter: F.one_hot syncs with the host (min/max) on CPU
             target = torch.zeros_like(out).scatter_(-1, y.unsqueeze(-1), 1.0)
@@ -160,26 +160,8 @@ class ModelSet:
             target = y
         loss_ex = grad = None
         for k in kinds:
-            if k == LOSS_CODES["cross_entropy"]:
-                logp = torch.log_softmax(out, dim=-1)
-                eps = self.label_smoothing.to(out.dtype).view(-1, 1)
-                nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-                lk = (1.0 - eps) * nll - eps * logp.mean(dim=-1)
-                gk = logp.exp_().sub_(target * (1.0 - eps).unsqueeze(-1)).sub_(eps.unsqueeze(-1) / n_cls)
-            elif self.classification:  # Brier score on the softmax probabilities
-                prob = torch.softmax(out, dim=-1)
-                diff = prob - target
-                lk = (diff * diff).mean(dim=-1)
-                d = diff.mul_(2.0 / n_cls)
-                gk = prob * (d - (prob * d).sum(dim=-1, keepdim=True))
-            else:
-                diff = out - target
-                if k == LOSS_CODES["mse"]:
-                    lk = (diff * diff).mean(dim=-1)
-                    gk = diff.mul_(2.0 / n_cls)
-                else:
-                    lk = diff.abs().mean(dim=-1)
-                    gk = diff.sign_().div_(n_cls)
+            lk, gk = per_example_and_grad(_LOSS_NAMES[k], out, y, target, classification=self.classification,
+                                          label_smoothing=self.label_smoothing)
             if len(kinds) > 1:
                 sel = (self.loss_code == k).to(out.dtype).unsqueeze(1)
                 lk, gk = lk * sel, gk * sel.unsqueeze(-1)

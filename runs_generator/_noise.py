@@ -93,7 +93,7 @@ class ModelStreams:
             out[r, :b] = torch.randint(low, high + 1, (b, 1), generator=self.gens[r], device=self.device)
         return out
 
-    def hidden_uniform(self, f: torch.Tensor, cnn: bool, b_max: int) -> torch.Tensor:
+    def hidden_uniform(self, f: torch.Tensor, channels_first: bool, b_max: int) -> torch.Tensor:
         """Uniforms shaped like a hidden map ``f`` for models with dropout (others get 0, i.e. keep).
 
         MLP maps are (R, B, W) and each model draws (rows, W); CNN maps are
@@ -103,7 +103,7 @@ class ModelStreams:
         out = torch.zeros_like(f)
         for r in self.dropout_models:
             b = self.rows[r]
-            if cnn:
+            if channels_first:
                 c, n = f.shape[1], f.shape[2]
                 length = n // b_max
                 u = torch.rand((b, c, length), generator=self.gens[r], device=f.device, dtype=f.dtype)
@@ -181,9 +181,9 @@ class CounterStreams:
         s = (u * (high - low + 1)).floor().to(torch.int64) + low
         return torch.where(valid, s, torch.zeros_like(s))
 
-    def hidden_uniform(self, f: torch.Tensor, cnn: bool, b_max: int) -> torch.Tensor:
+    def hidden_uniform(self, f: torch.Tensor, channels_first: bool, b_max: int) -> torch.Tensor:
         """Uniforms shaped like a hidden map ``f`` for models with dropout (others get 0, i.e. keep)."""
-        if cnn:
+        if channels_first:
             r, c, n = f.shape
             u, valid = self._uniform(b_max, (c, n // b_max), self._drop, f.dtype)  # (R, B, C, L)
             u = torch.where(valid, u, torch.zeros_like(u))

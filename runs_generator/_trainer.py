@@ -1,10 +1,10 @@
-"""The batched training loop: R stacked models, one hand-written forward and backward per step.
+"""The batched training loop: R stacked models, one forward and backward per step.
 
 Per step: gather every model's minibatch with one ``index_select`` (R, B, *in),
 forward through bmm layers, per-model losses (R,), and a hand-written backward
 (:func:`runs_generator._fused.loss_and_grads`, equal to autograd through
-:func:`~runs_generator.models.forward`) that writes every model's gradient into
-one (R, P) buffer, then a
+:func:`~runs_generator.models.forward`, which architectures without one use)
+that writes every model's gradient into one (R, P) buffer, then a
 :class:`FlatOptimizer` step on all parameters at once: every model's
 parameters live in one (R, P) tensor (the named parameters are views of it),
 so SGD / momentum / Adam with per-model lr and weight decay is a dozen ops
@@ -25,12 +25,13 @@ import time
 import torch
 
 from runs_generator._data import eval_steps, implicit_window
-from runs_generator._fused import loss_and_grads
+from runs_generator._fused import autograd_loss_and_grads, loss_and_grads
 from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, ModelSet
 from runs_generator._noise import ModelStreams
 from runs_generator._results import EXPLODE_FACTOR, TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
 from runs_generator.models import forward, init_params, init_running
+from runs_generator.registry import arch_entry, task_family
 from runs_generator.spec import RunMetrics
 
 __all__ = ["train_model_set", "FlatOptimizer"]
@@ -146,8 +147,13 @@ def _augment(ms: ModelSet, xb: torch.Tensor, streams: ModelStreams, shift: bool)
     return xa
 
 
-def train_model_set(ms: ModelSet) -> list[RunMetrics]:
-    """Train every model of ``ms`` as one batched computation and measure it."""
+def train_model_set(ms: ModelSet, *, fused: bool | None = None) -> list[RunMetrics]:
+    """Train every model of ``ms`` as one batched computation and measure it.
+
+    ``fused`` picks the hand-written backward (:func:`runs_generator._fused.loss_and_grads`)
+    or autograd through the stacked forward; None (default) uses the hand-written
+    one where the architecture's registry entry has it.
+    """
     t0 = time.perf_counter()
     dev, dt, r = ms.device, ms.dtype, ms.r
     params = init_params(ms.spec, ms.init_seeds, [ms.configs[j].init_scale for j in ms.run_of_model], dev, dt)
@@ -169,7 +175,10 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
     dropout = ms.dropout if bool((ms.dropout > 0).any()) else None
     residual_flags = bool(ms.residual.all()), not bool(ms.residual.any())
     any_aug = bool(ms.augment.any())
-    shift = any_aug and ms.configs[0].task == "mnist1d"
+    shift = any_aug and task_family(ms.configs[0].task).shift_augment
+    if fused is None:
+        fused = arch_entry(ms.spec.arch).fused
+    step_fn, objective = (loss_and_grads, ms.objective_and_grad) if fused else (autograd_loss_and_grads, ms.objective)
     # early stopping: per-model validation schedule, best state kept per model
     due: dict[int, torch.Tensor] = {}
     for i in range(r):
@@ -199,7 +208,7 @@ def train_model_set(ms: ModelSet) -> list[RunMetrics]:
             yb = ms.y.flatten(0, 1).index_select(0, it).view(r, -1, *ms.y.shape[2:])
         xa = _augment(ms, xb, streams, shift) if any_aug else xb
         with torch.no_grad():
-            losses = loss_and_grads(ms.spec, params, grads, xa, yb, ms.objective_and_grad, running=running,
+            losses = step_fn(ms.spec, params, grads, xa, yb, objective, running=running,
                                     residual=ms.residual, dropout=dropout, rowmask=rowmask, active=active,
                                     generator=streams, residual_flags=residual_flags)  # (R,); gradients into g
             bad = (~torch.isfinite(losses) | (losses > explode_at)) & (active > 0) & (bad_step < 0)

@@ -32,6 +32,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from runs_generator.registry import arch_entry, loss_entry
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 from causal.errors import ConfigError
 
@@ -99,11 +100,15 @@ def _tune_malloc() -> None:
     libc.mallopt(m_trim_threshold, 2**31 - 1)
 
 
+#: multiply-adds per example and hidden unit that the input and head layers add to the hidden->hidden
+#: ones, in the bucket's work estimate (a rough constant: the bucket only decides which batch sizes share a group)
+IO_WORK = 64
+
+
 def _batch_bucket(config: RunConfig) -> int:
     b = max(1, config.effective_batch)
-    work = b * config.width * (config.width * max(0, config.depth - 1) + 64)
-    if config.arch == "cnn":
-        work *= 20  # feature-map positions
+    work = b * config.width * (config.width * max(0, config.depth - 1) + IO_WORK)
+    work *= arch_entry(config.arch).positions  # hidden positions per example (feature-map length)
     if work <= SMALL_WORK:
         return 0
     return int(math.ceil(math.log2(b)))
@@ -204,16 +209,7 @@ def train_runs(
 
 
 def _check(c: RunConfig, d: TaskData) -> None:
-    if d.problem == "regression" and c.loss == "cross_entropy":
-        raise ConfigError(
-            f"run {c.run_index}: loss='cross_entropy' needs a classification task; task {c.task!r} is a "
-            "regression problem. Draw loss from {'mse', 'l1'} for regression runs"
-        )
-    if d.problem == "classification" and c.loss == "l1":
-        raise ConfigError(
-            f"run {c.run_index}: loss='l1' is a regression loss here; on one-hot classes it trains to an all-zero "
-            "output. Use loss='cross_entropy' or 'mse' (the Brier score on softmax probabilities) for classes"
-        )
+    loss_entry(c.loss).check(d.problem, where=f"run {c.run_index} (task {c.task!r}): ")
     if d.x_train.shape[0] < c.replicas:
         raise ConfigError(
             f"run {c.run_index}: replicas={c.replicas} but TaskData.x_train holds {d.x_train.shape[0]} draws; "

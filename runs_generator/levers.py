@@ -29,7 +29,9 @@ Two spaces (:data:`SPACES`, picked with ``--space`` / ``generate(space=...)``):
 
 Levers that do not apply to a run, or whose range depends on another lever, are
 resolved deterministically (the draw itself stays independent of the other
-levers: each lever still maps only its own uniform):
+levers: each lever still maps only its own uniform). The ``task``, ``arch`` and
+``loss`` choices, the problems and architectures each task offers, and the
+losses each problem allows come from :mod:`runs_generator.registry`:
 
 ========================  ==========================================================
 lever                     resolution
@@ -91,6 +93,7 @@ from typing import Any, Literal, Union
 import numpy as np
 
 from causal.errors import ConfigError
+from runs_generator.registry import ARCHS, LOSSES, TASKS, allowed_losses, loss_entry, task_family
 from runs_generator.spec import RunConfig
 
 __all__ = [
@@ -405,26 +408,32 @@ class LeverSpace:
         """Draw and resolve the configuration of run ``index`` of sweep ``seed``."""
         v = self.raw_draw(seed, index, overrides)
         forced = {n for n, _ in overrides.fix} | {n for n, _ in overrides.vary}
-        if v["task"] == "mnist1d":
-            if "problem" in forced and v["problem"] != "classification":
+        family = task_family(v["task"])
+        if v["problem"] not in family.problems:
+            if "problem" in forced:
+                posing = [t for t, f in TASKS.items() if v["problem"] in f.problems]
                 raise ConfigError(
-                    f"run {index}: problem={v['problem']!r} does not apply to task 'mnist1d' (a classification "
-                    "task); fix task=teacher or problem=classification"
+                    f"run {index}: problem={v['problem']!r} does not apply to task {v['task']!r} (a "
+                    f"{' / '.join(family.problems)} task); fix task={' or task='.join(posing)} or "
+                    f"problem={family.problems[0]}"
                 )
-            v["problem"] = "classification"
-        if v["task"] == "teacher" and v["arch"] == "cnn":
+            v["problem"] = family.problems[0]
+        if v["arch"] not in family.archs:
             if "arch" in forced:
+                hosts = [t for t, f in TASKS.items() if v["arch"] in f.archs]
                 raise ConfigError(
-                    f"run {index}: arch='cnn' needs the mnist1d signal task, but task='teacher' was drawn; "
-                    "add fix task=mnist1d (or vary arch only with task=mnist1d)"
+                    f"run {index}: arch={v['arch']!r} does not apply to task {v['task']!r} (its architectures: "
+                    f"{list(family.archs)}), which was drawn; add fix task={' or task='.join(hosts)} (or vary arch "
+                    f"only with such a task)"
                 )
-            v["arch"] = "mlp"
-        losses = ("cross_entropy", "mse") if v["problem"] == "classification" else ("mse", "l1")
+            v["arch"] = family.archs[0]
+        losses = allowed_losses(v["problem"])
         if "loss" in forced:
             if v["loss"] not in losses:
+                fits = loss_entry(v["loss"]).problems
                 raise ConfigError(
                     f"run {index}: loss={v['loss']!r} does not apply to a {v['problem']} run (allowed: "
-                    f"{list(losses)}); add fix problem=classification"
+                    f"{list(losses)}); add fix problem={' or problem='.join(fits)}"
                 )
         else:  # the loss lever's own uniform picks among the allowed losses
             u_loss = float(self.uniforms(seed, index)[self.names.index("loss")])
@@ -533,15 +542,16 @@ def _levers(width: tuple[int, ...], depth: tuple[int, ...], batch: tuple, batch_
             ) -> tuple[Lever, ...]:
     """The levers of a space; only capacity, data size, batch and budget differ between spaces."""
     return (
-        Lever("task", _C(("teacher", "mnist1d")), "str", choices=("teacher", "mnist1d"),
-              doc="task family"),
+        Lever("task", _C(tuple(TASKS)), "str", choices=tuple(TASKS),
+              doc="task family (runs_generator.registry.TASKS)"),
         Lever("problem", _C(("classification", "regression")), "str", choices=("classification", "regression"),
               doc="teacher problem; mnist1d is always classification"),
-        Lever("arch", _C(("mlp", "cnn")), "str", choices=("mlp", "cnn"),
-              doc="mlp, or a 1-D cnn (mnist1d only; resolved to mlp on teacher)"),
+        Lever("arch", _C(tuple(ARCHS)), "str", choices=tuple(ARCHS),
+              doc="architecture (runs_generator.registry.ARCHS); one its task does not offer resolves to the "
+                  "task's first (a cnn drawn on teacher is an mlp)"),
         Lever("width", _C(width), "int", 1, 1024, doc="hidden units (mlp) or channels (cnn) per hidden layer"),
         Lever("depth", _C(depth), "int", 1, 16, doc="hidden layers (the spaces draw >= 2)"),
-        Lever("loss", _C(("cross_entropy", "mse", "l1")), "str", choices=("cross_entropy", "mse", "l1"),
+        Lever("loss", _C(tuple(LOSSES)), "str", choices=tuple(LOSSES),
               doc="training loss; picked among the losses the problem allows"),
         Lever("init_scale", LogUniform(*init), "float", 1e-3, 100.0, doc="initial weight std / He std"),
         Lever("optimizer", _C(("sgd", "momentum", "adam")), "str", choices=("sgd", "momentum", "adam"),

@@ -8,6 +8,16 @@
 * **Module** (:class:`NaiveNet`): one ``torch.nn.Module`` per model, the
   reference of the naive engine.
 
+What differs between architectures is a :class:`StackedArch` (:data:`MLP`,
+:data:`CNN1D`), registered in :data:`runs_generator.registry.ARCHS`: the
+layout of its hidden maps, its first and hidden layers' inputs, its linear
+maps and their gradients, the flattening before the head, the layer-norm
+group, and its naive module's layers. Everything else — normalization,
+ReLU, dropout, residual connections and the head — is written once, in
+:func:`hidden_features` and :func:`head`, which the training step's
+hand-written backward (:mod:`runs_generator._fused`) also runs, recording a
+:class:`Tape` of what its backward needs.
+
 Architectures (``depth`` hidden layers, ReLU, optional norm, dropout after the
 activation, residual ``h + f(h)`` on hidden->hidden layers). Batch norm
 normalizes each unit / channel over the batch (and positions); layer norm
@@ -31,7 +41,7 @@ norm gains 1 and shifts 0, drawn from one CPU generator per model in float64.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 import torch
@@ -41,11 +51,17 @@ from runs_generator.spec import Arch, Normalization
 
 __all__ = [
     "ArchSpec",
+    "StackedArch",
+    "MLP",
+    "CNN1D",
+    "Tape",
     "param_shapes",
     "count_params",
     "init_params",
     "init_running",
     "update_running",
+    "hidden_features",
+    "head",
     "forward",
     "NaiveNet",
     "stack_modules",
@@ -72,20 +88,23 @@ class ArchSpec:
     normalization: Normalization
 
     @property
+    def impl(self) -> "StackedArch":
+        """The architecture's stacked implementation (from the registry)."""
+        from runs_generator.registry import arch_entry
+
+        return arch_entry(self.arch).impl()
+
+    @property
     def in_features(self) -> int:
         return int(math.prod(self.input_shape))
 
     @property
     def length(self) -> int:
-        """CNN feature-map length after the first (strided) conv; 1 for an MLP."""
-        if self.arch == "mlp":
-            return 1
-        return (self.input_shape[-1] + 2 * CNN_P0 - CNN_K0) // CNN_S0 + 1
+        """Hidden positions per example (the CNN's feature-map length after its strided conv; 1 for an MLP)."""
+        return self.impl.length(self)
 
     def fan_in(self, layer: int) -> int:
-        if self.arch == "mlp":
-            return self.in_features if layer == 0 else self.width
-        return CNN_K0 if layer == 0 else self.width * CNN_K
+        return self.impl.fan_in(self, layer)
 
 
 def param_shapes(spec: ArchSpec) -> dict[str, tuple[int, ...]]:
@@ -143,6 +162,7 @@ def init_running(spec: ArchSpec, r: int, device: torch.device, dtype: torch.dtyp
     return out
 
 
+# --- the CNN's patches and layouts ----------------------------------------------
 def _patches(h: torch.Tensor, kernel: int, stride: int, pad: int) -> torch.Tensor:
     """(R, C, B, L) channels-first -> patches (R, C*kernel, B*L'), row c*kernel + k.
 
@@ -231,20 +251,6 @@ class _HiddenFold(torch.autograd.Function):
         return _cnn_hidden(gg, ctx.b), None
 
 
-def _linear(spec: ArchSpec, params: dict[str, torch.Tensor], i: int, inp: torch.Tensor) -> torch.Tensor:
-    """Hidden layer ``i``'s affine map (no bias before batch norm).
-
-    MLP: (R, B, in) @ w -> (R, B, W). CNN, channels-first: w^T (R, C, k*C_in)
-    @ patches (R, k*C_in, B*L) -> (R, C, B*L).
-    """
-    w = params[f"w{i}"]
-    has_bias = spec.normalization != "batch"
-    if spec.arch == "cnn":
-        wt = w.transpose(1, 2)
-        return torch.baddbmm(params[f"b{i}"].unsqueeze(2), wt, inp) if has_bias else torch.bmm(wt, inp)
-    return torch.baddbmm(params[f"b{i}"].unsqueeze(1), inp, w) if has_bias else torch.bmm(inp, w)
-
-
 def _cnn_flatten(h: torch.Tensor, b: int) -> torch.Tensor:
     """Hidden map (R, C, B*L) -> head input (R, B, L*C), position-major."""
     r, c = h.shape[0], h.shape[1]
@@ -255,41 +261,6 @@ def _cnn_unflatten(dh: torch.Tensor) -> torch.Tensor:
     """Adjoint layout of :func:`_cnn_flatten`: (R, B, L, C) -> (R, C, B*L)."""
     r, c = dh.shape[0], dh.shape[-1]
     return dh.permute(0, 3, 1, 2).reshape(r, c, -1)
-
-
-def _batchnorm(
-    z: torch.Tensor,
-    i: int,
-    mode: Mode,
-    running: dict[str, torch.Tensor],
-    rowmask: torch.Tensor | None,
-    active: torch.Tensor | None,
-    rows: int = 1,
-) -> torch.Tensor:
-    """Batch norm over the ``rows`` dim of z: (R, N, W) for rows=1, (R, W, N) for rows=2.
-
-    ``rowmask`` (R, N) marks real rows.
-    """
-    feat = 3 - rows
-    if mode == "eval":
-        mean, var = running[f"rm{i}"].unsqueeze(rows), running[f"rv{i}"].unsqueeze(rows)
-        return (z - mean) * torch.rsqrt(var + BN_EPS)
-    if rowmask is None:
-        mean = z.mean(dim=rows, keepdim=True)
-        zc = z - mean
-        var = zc.square().mean(dim=rows, keepdim=True)
-        n = torch.full((z.shape[0],), z.shape[rows], device=z.device, dtype=z.dtype)
-    else:
-        m = rowmask.unsqueeze(feat)
-        n = rowmask.sum(dim=1)
-        mean = (z * m).sum(dim=rows, keepdim=True) / n.view(-1, 1, 1)
-        zc = z - mean
-        var = (zc.square() * m).sum(dim=rows, keepdim=True) / n.view(-1, 1, 1)
-    if mode == "train":
-        update_running(running, i, mean, var, n, active)
-    # multiply by rsqrt rather than divide by sqrt: the same value to rounding, and a
-    # much cheaper double backward (Hessian-vector products)
-    return zc * torch.rsqrt(var + BN_EPS)
 
 
 @torch.no_grad()
@@ -321,22 +292,219 @@ def update_running(
     rv.lerp_(new_v, BN_MOMENTUM)
 
 
-def layer_norm_mean(t: torch.Tensor, cnn: bool, b: int) -> torch.Tensor:
-    """Mean over each example's layer-norm group, broadcastable against ``t``.
 
-    MLP maps (R, B, W): over the W units. CNN maps (R, C, B*L): over all C
-    channels and L positions of an example (``nn.GroupNorm(1, C)``); a norm
-    over the channels of each position alone would erase the signal's
-    amplitude at that position (CNN runs with it trained to chance).
+# --- architectures: what differs between them ------------------------------------
+class StackedArch:
+    """The layer ops of one architecture, stacked over R models, and its naive module's layers.
+
+    Hidden maps are (R, B, W) (``channels_first`` False) or channels-first
+    (R, C, B*L). Subclasses define the methods below; :func:`hidden_features`,
+    :func:`head` and the hand-written backward do the rest.
     """
-    if not cnn:
+
+    name: str = ""
+    channels_first: bool = False
+
+    @property
+    def rows(self) -> int:
+        """The dim of a hidden map that runs over examples (and positions)."""
+        return 2 if self.channels_first else 1
+
+    @property
+    def feat(self) -> int:
+        """The dim of a hidden map that runs over units / channels."""
+        return 1 if self.channels_first else 2
+
+    def length(self, spec: ArchSpec) -> int:  # hidden positions per example
+        raise NotImplementedError
+
+    def fan_in(self, spec: ArchSpec, layer: int) -> int:
+        raise NotImplementedError
+
+    def first_input(self, spec: ArchSpec, x: torch.Tensor) -> torch.Tensor:
+        """Inputs (R, B, *in) -> what hidden layer 0's linear map acts on."""
+        raise NotImplementedError
+
+    def layer_input(self, h: torch.Tensor, b: int) -> torch.Tensor:
+        """Hidden map -> what hidden layer i > 0's linear map acts on."""
+        return h
+
+    def expand_rows(self, spec: ArchSpec, rowmask: torch.Tensor) -> torch.Tensor:
+        """(R, B) real-example mask -> a mask over the rows dim of the hidden maps."""
+        return rowmask
+
+    def linear(self, spec: ArchSpec, params: dict[str, torch.Tensor], i: int, inp: torch.Tensor) -> torch.Tensor:
+        """Hidden layer ``i``'s affine map (no bias before batch norm)."""
+        raise NotImplementedError
+
+    def weight_grad(self, inp: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
+        """d loss / d w (R, fan_in, W) from the layer input and d loss / d z."""
+        raise NotImplementedError
+
+    def input_grad(self, spec: ArchSpec, w: torch.Tensor, dz: torch.Tensor, b: int) -> torch.Tensor:
+        """d loss / d h (the hidden map before layer i > 0) from d loss / d z."""
+        raise NotImplementedError
+
+    def norm_mean(self, t: torch.Tensor, b: int) -> torch.Tensor:
+        """Mean over each example's layer-norm group, broadcastable against ``t``."""
+        raise NotImplementedError
+
+    def flatten(self, h: torch.Tensor, b: int) -> torch.Tensor:
+        """Last hidden map -> head input (R, B, H)."""
+        return h
+
+    def unflatten(self, spec: ArchSpec, dh: torch.Tensor) -> torch.Tensor:
+        """Adjoint layout of :meth:`flatten`: head-input gradient (R, B, H) -> hidden-map layout."""
+        return dh
+
+    # naive module (one model)
+    def naive_layer(self, spec: ArchSpec, i: int, w: torch.Tensor, has_bias: bool) -> nn.Module:
+        """Hidden layer ``i`` as an ``nn.Module`` holding the stacked-layout weight ``w`` (fan_in, W)."""
+        raise NotImplementedError
+
+    def naive_weight(self, spec: ArchSpec, layer: nn.Module) -> torch.Tensor:
+        """Inverse of :meth:`naive_layer`: the module's weight in the stacked layout (fan_in, W)."""
+        raise NotImplementedError
+
+    def naive_layer_norm(self, spec: ArchSpec) -> nn.Module:
+        return nn.LayerNorm(spec.width, eps=LN_EPS)
+
+    def naive_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)
+
+    def naive_flatten(self, h: torch.Tensor) -> torch.Tensor:
+        """One model's last hidden map -> (B, H), in the stacked head's order."""
+        return h.reshape(h.shape[0], -1)
+
+    def naive_dropout_uniform(self, noise, f: torch.Tensor) -> torch.Tensor:
+        """Uniforms for one model's hidden map ``f``, drawn as the stacked engine draws them."""
+        return noise.hidden_uniform(f.unsqueeze(0), False, f.shape[0])[0]
+
+
+class _MLP(StackedArch):
+    """Fully connected: flattened input -> width -> ... -> C; hidden maps (R, B, W)."""
+
+    name = "mlp"
+    channels_first = False
+
+    def length(self, spec: ArchSpec) -> int:
+        return 1
+
+    def fan_in(self, spec: ArchSpec, layer: int) -> int:
+        return spec.in_features if layer == 0 else spec.width
+
+    def first_input(self, spec: ArchSpec, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], x.shape[1], -1)
+
+    def linear(self, spec, params, i, inp):
+        """(R, B, in) @ w -> (R, B, W)."""
+        w = params[f"w{i}"]
+        if spec.normalization != "batch":
+            return torch.baddbmm(params[f"b{i}"].unsqueeze(1), inp, w)
+        return torch.bmm(inp, w)
+
+    def weight_grad(self, inp, dz):
+        return torch.bmm(inp.transpose(1, 2), dz)
+
+    def input_grad(self, spec, w, dz, b):
+        return torch.bmm(dz, w.transpose(1, 2))
+
+    def norm_mean(self, t, b):
         return t.mean(dim=2, keepdim=True)
-    r, c, n = t.shape
-    m = t.view(r, c, b, n // b).mean(dim=(1, 3), keepdim=True)  # (R, 1, B, 1)
-    return m.expand(r, 1, b, n // b).reshape(r, 1, n)
+
+    def naive_layer(self, spec, i, w, has_bias):
+        lin = nn.Linear(w.shape[0], spec.width, bias=has_bias)
+        lin.weight.data = w.t().contiguous()
+        return lin
+
+    def naive_weight(self, spec, layer):
+        return layer.weight.detach().t()
 
 
-def dropout_uniform(f: torch.Tensor, generator, cnn: bool, b: int) -> torch.Tensor:
+class _CNN1D(StackedArch):
+    """1-D convolutions on channels-first (R, C, B*L) maps (see the module docstring)."""
+
+    name = "cnn"
+    channels_first = True
+
+    def length(self, spec: ArchSpec) -> int:
+        return (spec.input_shape[-1] + 2 * CNN_P0 - CNN_K0) // CNN_S0 + 1
+
+    def fan_in(self, spec: ArchSpec, layer: int) -> int:
+        return CNN_K0 if layer == 0 else spec.width * CNN_K
+
+    def first_input(self, spec: ArchSpec, x: torch.Tensor) -> torch.Tensor:
+        return _cnn_input(x)  # first-layer patches (R, 5, B*L')
+
+    def layer_input(self, h, b):
+        return _cnn_hidden(h, b)
+
+    def expand_rows(self, spec, rowmask):
+        return rowmask.repeat_interleave(self.length(spec), dim=1)
+
+    def linear(self, spec, params, i, inp):
+        """w^T (R, C, k*C_in) @ patches (R, k*C_in, B*L) -> (R, C, B*L)."""
+        wt = params[f"w{i}"].transpose(1, 2)
+        if spec.normalization != "batch":
+            return torch.baddbmm(params[f"b{i}"].unsqueeze(2), wt, inp)
+        return torch.bmm(wt, inp)
+
+    def weight_grad(self, inp, dz):
+        return torch.bmm(inp, dz.transpose(1, 2))  # (R, k*C_in, C)
+
+    def input_grad(self, spec, w, dz, b):
+        """The transposed conv: the patches of dz times the tap-flipped weights (R, C_in, C_out*k)."""
+        r = w.shape[0]
+        w_t = w.view(r, spec.width, CNN_K, spec.width).flip(2).transpose(2, 3).reshape(r, spec.width, -1)
+        return torch.bmm(w_t, _cnn_hidden(dz, b))
+
+    def norm_mean(self, t, b):
+        """Over all C channels and L positions of an example (``nn.GroupNorm(1, C)``).
+
+        A norm over the channels of each position alone would erase the
+        signal's amplitude at that position (CNN runs with it trained to chance).
+        """
+        r, c, n = t.shape
+        m = t.view(r, c, b, n // b).mean(dim=(1, 3), keepdim=True)  # (R, 1, B, 1)
+        return m.expand(r, 1, b, n // b).reshape(r, 1, n)
+
+    def flatten(self, h, b):
+        return _cnn_flatten(h, b)  # (R, B, L'*W), position-major
+
+    def unflatten(self, spec, dh):
+        return _cnn_unflatten(dh.view(dh.shape[0], dh.shape[1], self.length(spec), spec.width))
+
+    def naive_layer(self, spec, i, w, has_bias):
+        cin, k = (1, CNN_K0) if i == 0 else (spec.width, CNN_K)
+        lin = nn.Conv1d(cin, spec.width, k, stride=CNN_S0 if i == 0 else 1, padding=CNN_P0 if i == 0 else CNN_P,
+                        bias=has_bias)
+        lin.weight.data = w.reshape(cin, k, spec.width).permute(2, 0, 1).contiguous()
+        return lin
+
+    def naive_weight(self, spec, layer):
+        return layer.weight.detach().permute(1, 2, 0).reshape(-1, spec.width)
+
+    def naive_layer_norm(self, spec):  # over all channels and positions of an example
+        return nn.GroupNorm(1, spec.width, eps=LN_EPS)
+
+    def naive_input(self, x):
+        return x.reshape(x.shape[0], 1, -1)
+
+    def naive_flatten(self, h):
+        h = h.transpose(1, 2)  # (B, L', W): position-major flatten like the stacked form
+        return h.reshape(h.shape[0], -1)
+
+    def naive_dropout_uniform(self, noise, f):
+        b, c, length = f.shape
+        u = noise.hidden_uniform(f.transpose(0, 1).reshape(1, c, b * length), True, b)  # channels-first
+        return u[0].view(c, b, length).transpose(0, 1)
+
+
+MLP = _MLP()
+CNN1D = _CNN1D()
+
+
+def dropout_uniform(f: torch.Tensor, generator, channels_first: bool, b: int) -> torch.Tensor:
     """Uniforms for a dropout mask over hidden map ``f``.
 
     ``generator`` is a :class:`~runs_generator._noise.ModelStreams` (each model
@@ -344,8 +512,145 @@ def dropout_uniform(f: torch.Tensor, generator, cnn: bool, b: int) -> torch.Tens
     ``torch.Generator`` (or None) drawing the whole tensor at once.
     """
     if hasattr(generator, "hidden_uniform"):
-        return generator.hidden_uniform(f, cnn, b)
+        return generator.hidden_uniform(f, channels_first, b)
     return torch.rand(f.shape, generator=generator, device=f.device, dtype=f.dtype)
+
+
+# --- the layers every architecture shares ----------------------------------------
+@dataclass
+class Tape:
+    """What the hand-written backward needs from :func:`hidden_features` (train mode).
+
+    ``layers[i]`` is ``(inp, xhat, rstd, f, scale)``: layer i's linear input,
+    normalized pre-activation and its 1/std (None without norm), post-ReLU map
+    and dropout scale (1/keep or 0; None without dropout). ``n``, ``m``: batch
+    norm's real rows per model (R, 1, 1) and row mask (or None).
+    """
+
+    layers: list = field(default_factory=list)
+    n: torch.Tensor | None = None
+    m: torch.Tensor | None = None
+
+
+def residual_flags(residual: torch.Tensor | bool) -> tuple[bool, bool]:
+    """``(every model residual, no model residual)``: two host syncs on a GPU, so loops compute them once."""
+    if isinstance(residual, torch.Tensor):
+        return bool(residual.all()), not bool(residual.any())
+    return bool(residual), not bool(residual)
+
+
+def _row_stats(arch: StackedArch, h: torch.Tensor, rowmask: torch.Tensor | None):
+    """Batch norm's real rows per model (R,) and the row mask broadcastable against a hidden map."""
+    if rowmask is None:
+        return torch.full((h.shape[0],), h.shape[arch.rows], device=h.device, dtype=h.dtype), None
+    return rowmask.sum(dim=1), rowmask.unsqueeze(arch.feat)
+
+
+def hidden_features(
+    spec: ArchSpec,
+    params: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    *,
+    mode: Mode = "eval",
+    running: dict[str, torch.Tensor] | None = None,
+    residual: torch.Tensor | bool = False,
+    dropout: torch.Tensor | None = None,
+    rowmask: torch.Tensor | None = None,
+    active: torch.Tensor | None = None,
+    generator=None,
+    preacts: list[torch.Tensor] | None = None,
+    tape: Tape | None = None,
+    flags: tuple[bool, bool] | None = None,
+) -> torch.Tensor:
+    """The head's input (R, B, H) of R stacked models on inputs x (R, B, *input_shape).
+
+    Arguments as :func:`forward`; ``tape`` (train mode) records what the
+    hand-written backward needs, ``flags`` are :func:`residual_flags` when
+    already known.
+    """
+    arch = spec.impl
+    b = x.shape[1]
+    rows = arch.rows
+    norm = spec.normalization
+    h = arch.first_input(spec, x)
+    if rowmask is not None:
+        rowmask = arch.expand_rows(spec, rowmask)
+    res_all, res_none = flags if flags is not None else residual_flags(residual)
+    res_flag = residual.to(h.dtype).view(-1, 1, 1) if isinstance(residual, torch.Tensor) else None
+    inplace = not torch.is_grad_enabled() and preacts is None  # preacts keep z
+    n = m = None
+    if norm == "batch" and mode != "eval":  # real rows per model, shared by every layer's batch statistics
+        n, m = _row_stats(arch, h, rowmask)
+        if tape is not None:
+            tape.n, tape.m = n.view(-1, 1, 1), m
+    if mode == "train" and dropout is not None:
+        keep = 1.0 - dropout.to(h.dtype).view(-1, 1, 1)
+        inv_keep = keep.reciprocal()
+    for i in range(spec.depth):
+        inp = arch.layer_input(h, b) if i > 0 else h
+        z = arch.linear(spec, params, i, inp)
+        if preacts is not None:
+            preacts.append(z)
+        xhat = rstd = None
+        if norm == "batch":
+            if mode == "eval":
+                mean, var = running[f"rm{i}"].unsqueeze(rows), running[f"rv{i}"].unsqueeze(rows)
+                xhat = (z - mean) * torch.rsqrt(var + BN_EPS)
+            else:
+                n_col = n.view(-1, 1, 1)
+                if m is None:
+                    mean = z.mean(dim=rows, keepdim=True)
+                    zc = z - mean
+                    var = zc.square().mean(dim=rows, keepdim=True)
+                else:
+                    mean = (z * m).sum(dim=rows, keepdim=True) / n_col
+                    zc = z - mean
+                    var = (zc.square() * m).sum(dim=rows, keepdim=True) / n_col
+                if mode == "train":
+                    update_running(running, i, mean, var, n, active)
+                # multiply by rsqrt rather than divide by sqrt: the same value to rounding, and a
+                # much cheaper double backward (Hessian-vector products)
+                rstd = torch.rsqrt(var + BN_EPS)
+                xhat = zc * rstd
+        elif norm == "layer":
+            zc = z - arch.norm_mean(z, b)
+            rstd = torch.rsqrt(arch.norm_mean(zc.square(), b) + LN_EPS)
+            xhat = zc * rstd
+        if norm != "none":
+            g, be = params[f"g{i}"].unsqueeze(rows), params[f"be{i}"].unsqueeze(rows)
+            # the training step (tape) uses one fused multiply-add, every other caller multiply-then-add: they
+            # round differently in float32, and both are kept so that rows stay bit-identical to the engine
+            # before the registry (tests/test_golden_rows.py)
+            z = torch.addcmul(be, xhat, g) if tape is not None else xhat * g + be
+        f = torch.relu_(z) if inplace else torch.relu(z)
+        scale = None
+        if mode == "train" and dropout is not None:
+            scale = dropout_uniform(f, generator, arch.channels_first, b)
+            scale.lt_(keep).mul_(inv_keep)  # 1/keep where kept, else 0; in place
+            fd = f * scale
+        else:
+            fd = f
+        if i == 0 or res_none:
+            h = fd
+        elif res_all:
+            h = h + fd
+        else:
+            h = torch.addcmul(fd, res_flag, h)
+        if tape is not None:
+            tape.layers.append((inp, xhat, rstd, f, scale))
+    return arch.flatten(h, b)
+
+
+def head(h: torch.Tensor, wo: torch.Tensor, bo: torch.Tensor) -> torch.Tensor:
+    """The linear head ``h @ wo + bo`` (R, B, C) in its fast layout (:class:`_Head` under autograd)."""
+    if torch.is_grad_enabled() and (h.requires_grad or wo.requires_grad or bo.requires_grad):
+        return _Head.apply(h, wo, bo)
+    return _head_forward(h, wo, bo)
+
+
+def _head_forward(h: torch.Tensor, wo: torch.Tensor, bo: torch.Tensor) -> torch.Tensor:
+    out_t = torch.baddbmm(bo.unsqueeze(2), wo.transpose(1, 2), h.transpose(1, 2))  # (R, C, B)
+    return out_t.transpose(1, 2).contiguous()  # (R, B, C)
 
 
 def forward(
@@ -376,45 +681,9 @@ def forward(
         it (the linear outputs before norm and ReLU): (R, B, W) for an MLP,
         channels-first (R, W, B*L) for a CNN.
     """
-    r, b = x.shape[0], x.shape[1]
-    cnn = spec.arch == "cnn"
-    rows, feat = (2, 1) if cnn else (1, 2)  # hidden maps: CNN (R, C, B*L), MLP (R, B, W)
-    if cnn:
-        h = _cnn_input(x)  # first-layer patches (R, 5, B*L')
-        if rowmask is not None:
-            rowmask = rowmask.repeat_interleave(spec.length, dim=1)
-    else:
-        h = x.reshape(r, b, -1)
-    res_mixed = isinstance(residual, torch.Tensor)
-    if res_mixed:
-        res_all, res_none = bool(residual.all()), not bool(residual.any())
-        res_flag = residual.to(h.dtype).view(-1, 1, 1)
-    else:
-        res_all, res_none = bool(residual), not bool(residual)
-    for i in range(spec.depth):
-        z = _linear(spec, params, i, _cnn_hidden(h, b) if cnn and i > 0 else h)
-        if preacts is not None:
-            preacts.append(z)
-        if spec.normalization == "batch":
-            z = _batchnorm(z, i, mode, running, rowmask, active, rows)
-        elif spec.normalization == "layer":
-            zc = z - layer_norm_mean(z, cnn, b)
-            z = zc * torch.rsqrt(layer_norm_mean(zc.square(), cnn, b) + LN_EPS)
-        if spec.normalization != "none":
-            z = z * params[f"g{i}"].unsqueeze(rows) + params[f"be{i}"].unsqueeze(rows)
-        f = torch.relu(z)
-        if mode == "train" and dropout is not None:
-            keep = 1.0 - dropout.to(f.dtype).view(-1, 1, 1)
-            mask = dropout_uniform(f, generator, cnn, b) < keep
-            f = f * mask / keep
-        if i == 0 or res_none:
-            h = f
-        elif res_all:
-            h = h + f
-        else:
-            h = res_flag * h + f
-    h = _cnn_flatten(h, b) if cnn else h  # (R, B, L'*W), position-major for the CNN
-    return _Head.apply(h, params["wo"], params["bo"])
+    h = hidden_features(spec, params, x, mode=mode, running=running, residual=residual, dropout=dropout,
+                        rowmask=rowmask, active=active, generator=generator, preacts=preacts)
+    return head(h, params["wo"], params["bo"])
 
 
 class _Head(torch.autograd.Function):
@@ -432,8 +701,7 @@ class _Head(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, wo: torch.Tensor, bo: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(h, wo)
-        out_t = torch.baddbmm(bo.unsqueeze(2), wo.transpose(1, 2), h.transpose(1, 2))  # (R, C, B)
-        return out_t.transpose(1, 2).contiguous()  # (R, B, C)
+        return _head_forward(h, wo, bo)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
@@ -448,27 +716,20 @@ class _Head(torch.autograd.Function):
         return dh, dwo, dbo
 
 
+
 class NaiveNet(nn.Module):
     """One model as a plain ``nn.Module`` (the naive engine's reference)."""
 
     def __init__(self, spec: ArchSpec, params: dict[str, torch.Tensor], residual: bool, dropout: float,
                  noise=None):
         super().__init__()
-        self.spec, self.residual = spec, residual
+        self.spec, self.residual, self.arch = spec, residual, spec.impl
         # dropout masks: this model's own stream (runs_generator._noise, one model), or torch's global RNG
         self.p, self.noise = float(dropout), noise
         self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
         has_bias = spec.normalization != "batch"
         for i in range(spec.depth):
-            w = params[f"w{i}"].detach().clone()  # (fan_in, W)
-            if spec.arch == "mlp":
-                lin = nn.Linear(w.shape[0], spec.width, bias=has_bias)
-                lin.weight.data = w.t().contiguous()
-            else:
-                cin, k = (1, CNN_K0) if i == 0 else (spec.width, CNN_K)
-                lin = nn.Conv1d(cin, spec.width, k, stride=CNN_S0 if i == 0 else 1,
-                                padding=CNN_P0 if i == 0 else CNN_P, bias=has_bias)
-                lin.weight.data = w.reshape(cin, k, spec.width).permute(2, 0, 1).contiguous()
+            lin = self.arch.naive_layer(spec, i, params[f"w{i}"].detach().clone(), has_bias)
             if has_bias:
                 lin.bias.data = params[f"b{i}"].detach().clone()
             self.layers.append(lin)
@@ -477,10 +738,8 @@ class NaiveNet(nn.Module):
             else:
                 if spec.normalization == "batch":
                     norm = nn.BatchNorm1d(spec.width)
-                elif spec.arch == "cnn":  # over all channels and positions of an example
-                    norm = nn.GroupNorm(1, spec.width, eps=LN_EPS)
                 else:
-                    norm = nn.LayerNorm(spec.width, eps=LN_EPS)
+                    norm = self.arch.naive_layer_norm(spec)
                 norm.weight.data = params[f"g{i}"].detach().clone()
                 norm.bias.data = params[f"be{i}"].detach().clone()
             self.norms.append(norm)
@@ -493,27 +752,20 @@ class NaiveNet(nn.Module):
         """Uniforms for (B, W) or (B, C, L) activations, drawn as the stacked engine draws them."""
         if self.noise is None:
             return torch.rand_like(f)
-        b = f.shape[0]
-        if self.spec.arch == "mlp":
-            return self.noise.hidden_uniform(f.unsqueeze(0), False, b)[0]
-        c, length = f.shape[1], f.shape[2]
-        u = self.noise.hidden_uniform(f.transpose(0, 1).reshape(1, c, b * length), True, b)  # channels-first
-        return u[0].view(c, b, length).transpose(0, 1)
+        return self.arch.naive_dropout_uniform(self.noise, f)
 
     def _norm(self, i: int, z: torch.Tensor) -> torch.Tensor:
         return self.norms[i](z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(x.shape[0], -1) if self.spec.arch == "mlp" else x.reshape(x.shape[0], 1, -1)
+        h = self.arch.naive_input(x)
         for i, lin in enumerate(self.layers):
             f = torch.relu(self._norm(i, lin(h)))
             if self.training and self.p > 0:
                 keep = 1.0 - self.p
                 f = f * (self._dropout_uniform(f) < keep) / keep
             h = h + f if (self.residual and i > 0) else f
-        if self.spec.arch == "cnn":
-            h = h.transpose(1, 2)  # (B, L', W): position-major flatten like the stacked form
-        return self.head(h.reshape(h.shape[0], -1))
+        return self.head(self.arch.naive_flatten(h))
 
 
 def stack_modules(nets: Sequence[NaiveNet]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -523,9 +775,7 @@ def stack_modules(nets: Sequence[NaiveNet]) -> tuple[dict[str, torch.Tensor], di
     for net in nets:
         spec = net.spec
         for i, lin in enumerate(net.layers):
-            w = lin.weight.detach()
-            w = w.t() if spec.arch == "mlp" else w.permute(1, 2, 0).reshape(-1, spec.width)
-            params.setdefault(f"w{i}", []).append(w)
+            params.setdefault(f"w{i}", []).append(net.arch.naive_weight(spec, lin))
             if lin.bias is not None:
                 params.setdefault(f"b{i}", []).append(lin.bias.detach())
             norm = net.norms[i]

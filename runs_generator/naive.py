@@ -21,23 +21,19 @@ from runs_generator._noise import make_streams
 from runs_generator._results import EXPLODE_FACTOR, TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
 from runs_generator.models import NaiveNet, init_params, stack_modules
+from runs_generator.registry import loss_entry, task_family
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 
 __all__ = ["train_run_naive"]
 
 
 def _loss(cfg: RunConfig, out: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
-    f = torch.nn.functional
-    if cfg.loss == "cross_entropy":
-        return f.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
-    if classification:  # the Brier score on the softmax probabilities (l1 is refused for classes)
-        return f.mse_loss(torch.softmax(out, dim=-1), f.one_hot(y, out.shape[-1]).to(out.dtype))
-    return f.mse_loss(out, y) if cfg.loss == "mse" else f.l1_loss(out, y)
+    """The run's training loss in its ``torch.nn.functional`` form (the registry's reference)."""
+    return loss_entry(cfg.loss).reference(out, y, classification=classification, label_smoothing=cfg.label_smoothing)
 
 
 def _eval_loss(out: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
-    f = torch.nn.functional
-    return f.cross_entropy(out, y) if classification else f.mse_loss(out, y)
+    return loss_entry("cross_entropy" if classification else "mse").reference(out, y, classification=classification)
 
 
 def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dtype: torch.dtype) -> RunMetrics:
@@ -71,7 +67,7 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
             xb, yb = x[it], y[it]
             if config.augmentation:
                 xa = xb + AUG_JITTER * noise.jitter(xb.unsqueeze(0))[0]
-                if config.task == "mnist1d":
+                if task_family(config.task).shift_augment:
                     s = noise.shifts(xb.shape[0], -AUG_MAX_SHIFT, AUG_MAX_SHIFT)[0]  # (B, 1)
                     xa = xa.gather(-1, (torch.arange(xb.shape[-1], device=device) - s) % xb.shape[-1])
                 xb = xa

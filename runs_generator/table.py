@@ -15,6 +15,7 @@ from typing import Any
 
 from causal.errors import SchemaError
 from causal.schema import RUNS_SCHEMA, Dtype, Scope
+from runs_generator.registry import inductive_bias, loss_entry
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 
 __all__ = ["Provenance", "make_row", "oriented_columns"]
@@ -32,10 +33,8 @@ class Provenance:
 
 
 def _loss_matched(config: RunConfig) -> bool:
-    """DESIGN.md §2: the loss is the NLL of the right output distribution."""
-    if config.problem == "classification":
-        return config.loss == "cross_entropy"
-    return (config.loss, config.noise_dist) in {("mse", "gaussian"), ("l1", "laplace")}
+    """DESIGN.md §2: the loss is the NLL of the right output distribution (the loss's registry entry)."""
+    return loss_entry(config.loss).matched(config.problem, config.noise_dist)
 
 
 def oriented_columns(config: RunConfig, n_params: int, n_outputs: int) -> dict[str, Any]:
@@ -52,7 +51,7 @@ def oriented_columns(config: RunConfig, n_params: int, n_outputs: int) -> dict[s
     overparam = math.log10(n_params / (config.n_train * n_outputs))
     return {
         "capacity": math.log10(n_params),
-        "inductive_bias": int(config.arch == "cnn" and config.task == "mnist1d"),
+        "inductive_bias": inductive_bias(config.task, config.arch),
         "loss_matched": int(_loss_matched(config)),
         "init_quality": -abs(math.log2(config.init_scale)),
         "log_lr": math.log10(config.lr),

@@ -43,10 +43,13 @@ import warnings
 import numpy as np
 
 from causal.errors import ConfigError
+from runs_generator.registry import task_family
 from runs_generator.spec import RunConfig, TaskData
 
 __all__ = [
     "make_task_data",
+    "teacher_data",
+    "mnist1d_data",
     "TEACHER_DIM",
     "TEACHER_CLASSES",
     "N_TEST",
@@ -181,9 +184,87 @@ def _noisy(rng, y, config: RunConfig, n_classes: int) -> np.ndarray:
     return y + _regression_noise(rng, y.shape, config.noise, config.noise_dist)
 
 
+# --- the families' data builders (registered in runs_generator.registry.TASKS) --------
+def teacher_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
+    """The teacher family's data of one run (see :func:`make_task_data`)."""
+    k, n = config.replicas, config.n_train
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, _TAG_REPLICAS]))
+    t = _teacher(sweep_seed, config.problem)
+    n_out = TEACHER_CLASSES if config.problem == "classification" else 1
+    x_test, y_test, _ = _teacher_test(sweep_seed, config.problem, False)
+    x_groups, y_groups, groups = _teacher_test(sweep_seed, config.problem, True)
+    xs, ys = [], []
+    for _ in range(k):  # one independent draw of train+val per replica
+        x, _g = _teacher_inputs(rng, t, n + N_VAL, MINORITY_TRAIN)
+        xs.append(x)
+        ys.append(_noisy(rng, _clean_targets(t, x, config.problem), config, n_out))
+    meta = {"task": "teacher", "input_dim": TEACHER_DIM}
+    return _assemble(config, xs, ys, n_out, (x_test, y_test), (x_groups, y_groups, groups), meta)
+
+
+def mnist1d_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
+    """The MNIST-1D family's data of one run (see :func:`make_task_data`)."""
+    k, n = config.replicas, config.n_train
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, _TAG_REPLICAS]))
+    pool = _mnist1d_pool()
+    n_out = MNIST1D_CLASSES
+    if k * (n + N_VAL) > len(pool["y"]):
+        raise ConfigError(
+            f"run {config.run_index}: {k} replicas x (n_train={n} + {N_VAL} validation) examples exceed the "
+            f"mnist1d training pool of {len(pool['y'])} (replicas get disjoint sets); use n_train <= "
+            f"{len(pool['y']) // k - N_VAL} with {k} replicas"
+        )
+    x_test, y_test, _ = _mnist1d_test(sweep_seed, False)
+    x_groups, y_groups, groups = _mnist1d_test(sweep_seed, True)
+    perm = rng.permutation(len(pool["y"]))  # replica r takes the r-th slice: disjoint training sets
+    xs, ys = [], []
+    for r in range(k):
+        idx = perm[r * (n + N_VAL) : (r + 1) * (n + N_VAL)]
+        g = _group_ids(rng, n + N_VAL, MINORITY_TRAIN)
+        xs.append(pool["x"][idx] + MNIST1D_SHIFT * g[:, None])
+        ys.append(_noisy(rng, pool["y"][idx].astype(np.int64), config, n_out))
+    meta = {"task": "mnist1d", "input_dim": pool["x"].shape[1]}
+    return _assemble(config, xs, ys, n_out, (x_test, y_test), (x_groups, y_groups, groups), meta)
+
+
+def _assemble(config: RunConfig, xs, ys, n_out: int, test, group_set, meta: dict) -> TaskData:
+    """K train+validation draws, the shared test sets and the run's noisy test targets -> TaskData."""
+    n = config.n_train
+    x_test, y_test = test
+    x_groups, y_groups, groups = group_set
+    noise_rng = np.random.default_rng(np.random.SeedSequence([config.seed, _TAG_TEST_NOISE]))
+    x_all = np.stack(xs).astype(np.float32)  # (K, n + n_val, *in)
+    y_all = np.stack(ys)
+    if config.problem == "classification":
+        y_all = y_all.astype(np.int64)  # (K, n + n_val)
+        y_test_noisy = _label_noise(noise_rng, y_test, config.noise, n_out)
+    else:
+        y_all = y_all.astype(np.float32)  # (K, n + n_val, 1)
+        y_test_noisy = y_test + _regression_noise(noise_rng, y_test.shape, config.noise, config.noise_dist)
+    ycast = np.int64 if config.problem == "classification" else np.float32
+    return TaskData(
+        problem=config.problem,
+        n_outputs=n_out,
+        x_train=np.ascontiguousarray(x_all[:, :n]),
+        y_train=np.ascontiguousarray(y_all[:, :n]),
+        x_val=np.ascontiguousarray(x_all[:, n:]),
+        y_val=np.ascontiguousarray(y_all[:, n:]),
+        x_test=x_test.astype(np.float32),
+        y_test=y_test.astype(ycast),
+        y_test_noisy=y_test_noisy.astype(ycast),
+        x_groups=x_groups.astype(np.float32) if x_groups is not None else None,
+        y_groups=y_groups.astype(ycast) if y_groups is not None else None,
+        groups=groups.copy() if groups is not None else None,
+        meta=meta,
+    )
+
+
 # --- entry point -------------------------------------------------------------------
 def make_task_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
     """Build the data of one run: K training/validation draws and the shared test set.
+
+    Dispatches to the data builder of the run's task family
+    (:data:`runs_generator.registry.TASKS`).
 
     Parameters
     ----------
@@ -209,66 +290,8 @@ def make_task_data(config: RunConfig, *, sweep_seed: int) -> TaskData:
     >>> make_task_data(cfg, sweep_seed=0).x_train.shape[:2] == (cfg.replicas, cfg.n_train)
     True
     """
-    k, n = config.replicas, config.n_train
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, _TAG_REPLICAS]))
-    noise_rng = np.random.default_rng(np.random.SeedSequence([config.seed, _TAG_TEST_NOISE]))
-    if config.task == "teacher":
-        t = _teacher(sweep_seed, config.problem)
-        n_out = TEACHER_CLASSES if config.problem == "classification" else 1
-        x_test, y_test, _ = _teacher_test(sweep_seed, config.problem, False)
-        x_groups, y_groups, groups = _teacher_test(sweep_seed, config.problem, True)
-        xs, ys = [], []
-        for _ in range(k):  # one independent draw of train+val per replica
-            x, _g = _teacher_inputs(rng, t, n + N_VAL, MINORITY_TRAIN)
-            xs.append(x)
-            ys.append(_noisy(rng, _clean_targets(t, x, config.problem), config, n_out))
-        meta = {"task": "teacher", "input_dim": TEACHER_DIM}
-    elif config.task == "mnist1d":
-        if config.problem != "classification":
-            raise ConfigError(f"run {config.run_index}: task 'mnist1d' is classification; received problem "
-                              f"{config.problem!r}")
-        pool = _mnist1d_pool()
-        n_out = MNIST1D_CLASSES
-        if k * (n + N_VAL) > len(pool["y"]):
-            raise ConfigError(
-                f"run {config.run_index}: {k} replicas x (n_train={n} + {N_VAL} validation) examples exceed the "
-                f"mnist1d training pool of {len(pool['y'])} (replicas get disjoint sets); use n_train <= "
-                f"{len(pool['y']) // k - N_VAL} with {k} replicas"
-            )
-        x_test, y_test, _ = _mnist1d_test(sweep_seed, False)
-        x_groups, y_groups, groups = _mnist1d_test(sweep_seed, True)
-        perm = rng.permutation(len(pool["y"]))  # replica r takes the r-th slice: disjoint training sets
-        xs, ys = [], []
-        for r in range(k):
-            idx = perm[r * (n + N_VAL) : (r + 1) * (n + N_VAL)]
-            g = _group_ids(rng, n + N_VAL, MINORITY_TRAIN)
-            xs.append(pool["x"][idx] + MNIST1D_SHIFT * g[:, None])
-            ys.append(_noisy(rng, pool["y"][idx].astype(np.int64), config, n_out))
-        meta = {"task": "mnist1d", "input_dim": pool["x"].shape[1]}
-    else:
-        raise ConfigError(f"run {config.run_index}: unknown task {config.task!r}; expected 'teacher' or 'mnist1d'")
-
-    x_all = np.stack(xs).astype(np.float32)  # (K, n + n_val, *in)
-    y_all = np.stack(ys)
-    if config.problem == "classification":
-        y_all = y_all.astype(np.int64)  # (K, n + n_val)
-        y_test_noisy = _label_noise(noise_rng, y_test, config.noise, n_out)
-    else:
-        y_all = y_all.astype(np.float32)  # (K, n + n_val, 1)
-        y_test_noisy = y_test + _regression_noise(noise_rng, y_test.shape, config.noise, config.noise_dist)
-    ycast = np.int64 if config.problem == "classification" else np.float32
-    return TaskData(
-        problem=config.problem,
-        n_outputs=n_out,
-        x_train=np.ascontiguousarray(x_all[:, :n]),
-        y_train=np.ascontiguousarray(y_all[:, :n]),
-        x_val=np.ascontiguousarray(x_all[:, n:]),
-        y_val=np.ascontiguousarray(y_all[:, n:]),
-        x_test=x_test.astype(np.float32),
-        y_test=y_test.astype(ycast),
-        y_test_noisy=y_test_noisy.astype(ycast),
-        x_groups=x_groups.astype(np.float32),
-        y_groups=y_groups.astype(ycast),
-        groups=groups.copy(),
-        meta=meta,
-    )
+    family = task_family(config.task)
+    if config.problem not in family.problems:
+        raise ConfigError(f"run {config.run_index}: task {config.task!r} poses {' or '.join(family.problems)} "
+                          f"problems; received problem {config.problem!r}")
+    return family.make_data(config, sweep_seed=sweep_seed)

@@ -32,6 +32,9 @@ from pathlib import Path
 import pytest
 import torch
 
+if __name__ == "__main__":  # run as a script: the package of this checkout, not an installed one
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from runs_generator._toydata import toy_config, toy_data
 from runs_generator.engine import train_runs
 
