@@ -249,43 +249,51 @@ class EdgeEffects(Result):
                      "units)\n" + format_table(het, decimals=decimals))
         return text
 
-    def effect(self, treatment: str, outcome: str) -> pd.Series:
-        """The summary row of ``treatment → outcome``.
+    def effect(self, treatment: str, outcome: str) -> pd.Series | pd.DataFrame:
+        """The summary row of ``treatment → outcome`` (a :class:`causal.results.Row`: tiny p-values print).
+
+        A categorical lever estimated as 0/1 contrasts (``optimizer`` as
+        ``optimizer_momentum``/``optimizer_adam`` vs SGD) gives a DataFrame,
+        one row per contrast.
 
         Raises
         ------
         KeyError
             If the edge was not estimated (see :attr:`skipped`).
         """
-        rows = self.summary[(self.summary["treatment"] == treatment) & (self.summary["outcome"] == outcome)]
+        from causal.results import Row
+
+        s = self.summary
+        rows = s[(s["treatment"] == treatment) & (s["outcome"] == outcome)]
         if rows.empty:
-            raise KeyError(f"{treatment} → {outcome} was not estimated; see .skipped")
-        return rows.iloc[0]
+            contrasts = s[s["treatment"].str.startswith(f"{treatment}_") & (s["outcome"] == outcome)]
+            if len(contrasts):
+                return contrasts.reset_index(drop=True)
+            into = ", ".join(sorted(s.loc[s["outcome"] == outcome, "treatment"])) or "none"
+            raise KeyError(f"{treatment} → {outcome} was not estimated (edges into {outcome}: {into}); see .skipped")
+        return Row(rows.iloc[0])
 
     def plot_forest(self, ax: Axes | None = None) -> Axes:
-        """Forest plot of the (standardized) effects with CIs, coloured by verdict."""
+        """Forest plot of the (standardized) effects, intervals matched to the corrected verdicts."""
         return plot_forest([self], ax=ax)
 
-    def plot_graph(self, ax: Axes | None = None) -> Axes:
-        """The column graph, edges coloured by verdict, dashed when the estimate is negative.
+    def plot_graph(self, ax: Axes | None = None, *, hide_unestimated: bool = True) -> Axes:
+        """The column graph: colour = verdict, dashes = negative estimate, width = ``|std_effect|``.
 
-        Green: supports; red: contradicts; grey: inconclusive; thin dark grey:
-        not estimated. Line width grows with ``|std_effect|``.
+        Nodes none of whose edges was estimated are left out unless
+        ``hide_unestimated=False`` (:func:`causal.plots.effects_graph`).
         """
-        from causal.plots import VERDICT_COLORS, draw_graph
+        from causal.plots import effects_graph
 
-        g = self.graph.column_graph()
-        colors, widths, styles = {}, {}, {}
-        for _, row in self.summary.iterrows():
-            e = (row["treatment"], row["outcome"])
-            colors[e] = VERDICT_COLORS[row["verdict"]]
-            size = row["std_effect"] if np.isfinite(row["std_effect"]) else 0.0
-            widths[e] = 0.8 + 4.0 * min(abs(size), 1.0)
-            styles[e] = "dashed" if row["estimate"] < 0 else "solid"
-        legend = {k: VERDICT_COLORS[k] for k in ("supports", "contradicts", "inconclusive")}
-        legend["not estimated"] = VERDICT_COLORS["book"]
-        return draw_graph(g, ax, edge_colors=colors, edge_widths=widths, edge_styles=styles,
-                          legend=legend, title="Book edges: verdict (dashed = negative estimate)")
+        return effects_graph(self, ax, hide_unestimated=hide_unestimated)
+
+    def plot_edge(self, treatment: str, outcome: str, data: pd.DataFrame, ax: Axes | None = None) -> Any:
+        """Added-variable plot of one edge on ``data`` (the table it was fitted on): does the verdict
+        rest on a trend or on a few points? See :func:`causal.plots.plot_edge`; one panel per stratum
+        for a ``by=`` fit."""
+        from causal.plots import plot_edge
+
+        return plot_edge(self, data, treatment, outcome, ax)
 
 
 def plot_forest(
@@ -307,9 +315,10 @@ def plot_forest(
     frames = [f.summary for f in fits]
     if labels is None and len(fits) > 1:
         labels = [f"{f.config.method}/{f.config.adjust} #{i + 1}" for i, f in enumerate(fits)]
+    alpha = fits[0].config.alpha
     if all(f.config.standardize for f in fits):
-        return forest(frames, ax, labels=labels)
-    return forest(frames, ax, labels=labels, value="estimate", low="ci_low", high="ci_high",
+        return forest(frames, ax, labels=labels, alpha=alpha)
+    return forest(frames, ax, labels=labels, value="estimate", low="ci_low", high="ci_high", alpha=alpha,
                   xlabel="direct effect per unit of treatment")
 
 

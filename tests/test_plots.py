@@ -130,3 +130,16 @@ def fx_graph():
     from causal.graph import BOOK_DAG
 
     return BOOK_DAG
+
+
+def test_effects_methods_delegate(data, fx):
+    # EdgeEffects.effect on a categorical lever gives its contrasts; tiny p-values print; plot_edge/plot_graph
+    contrasts = fx.effect("optimizer", "implicit_reg")
+    assert sorted(contrasts["treatment"]) == ["optimizer_adam", "optimizer_momentum"]
+    row = fx.effect("log_lr", "implicit_reg")
+    assert "e-" in repr(row).split("p_adjusted")[1].split("\n")[0] or row["p_adjusted"] >= 1e-3
+    with pytest.raises(KeyError, match="edges into implicit_reg"):
+        fx.effect("nope", "implicit_reg")
+    assert "log_lr → implicit_reg" in fx.plot_edge("log_lr", "implicit_reg", data).get_title()
+    labels = {t.get_text() for t in fx.plot_graph().texts}
+    assert "precision" not in labels and "capacity" in labels
