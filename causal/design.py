@@ -143,7 +143,7 @@ COMPUTED: dict[str, Computed] = {c.column: c for c in (
     Computed("log_batch", ("full_batch",), ("data_quantity",), "log2 batch size, capped at n_train"),
     Computed("log_lr", (), ("optimizer_momentum", "optimizer_adam"),
              "log10 lr, drawn on a range per optimizer (schema 2.0)"),
-    Computed("label_smoothing", (), ("problem",), "forced to 0 for regression"),
+    Computed("label_smoothing", (), ("loss", "problem"), "forced to 0 unless the loss is cross-entropy"),
 )}
 
 

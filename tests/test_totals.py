@@ -38,10 +38,12 @@ def test_recovers_the_simulators_total_effects_within_ci(sims):
 
 
 def test_what_the_levers_change_moves_is_not_adjusted_for(sims):
-    te = total_effects(sims[0].data, levers=["inductive_bias", "capacity", "log_lr", "width", "loss"],
+    te = total_effects(sims[0].data, levers=["inductive_bias", "capacity", "log_lr", "width", "loss", "loss_matched"],
                        outcomes=["variance"], n_boot=20, by_family=False)
-    adj = {lv: set(te.effect(lv, "variance")["adjustment"].split(",")) for lv in ("inductive_bias", "capacity",
-                                                                                 "log_lr", "log2_width", "loss_mse")}
+    adj = {lv: set(te.effect(lv, "variance")["adjustment"].split(",")) for lv in (
+        "inductive_bias", "capacity", "log_lr", "log2_width", "loss_mse", "loss_matched")}
+    # the loss decides whether label smoothing acts (0 unless cross-entropy): a loss change moves it
+    assert "label_smoothing" not in adj["loss_matched"] and "problem_regression" in adj["loss_matched"]
     # a CNN instead of an MLP also changes the parameter count: capacity is moved by arch, not a confounder
     assert "capacity" not in adj["inductive_bias"] and "task_mnist1d" in adj["inductive_bias"]
     assert not any(c.startswith("arch_") for c in adj["inductive_bias"])
