@@ -256,9 +256,22 @@ class MediationTable(Result):
         frames = [r.summary.assign(path=key) for key, r in self.results.items()]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-    def plot(self, ax: Any = None) -> Any:
-        """Forest plot of the path-specific effects of every path; returns ``ax``."""
-        return _forest(self.summary, "path", ax, title="path-specific effects")
+    def plot(self, ax: Any = None, data: pd.DataFrame | None = None) -> Any:
+        """Forest plot of the path-specific effects of every path; returns ``ax``.
+
+        Given the runs table ``data``, in standardized units (sd of target per
+        sd of source, :func:`causal.plots.mediation_forest`), with intervals
+        matched to the corrected p-values and each source's total effect;
+        otherwise in raw units, which differ from path to path.
+        """
+        if data is not None:
+            from causal.plots import mediation_forest
+
+            first = next(iter(self.results.values()), None)
+            return mediation_forest(self, data, ax, adjust=getattr(first, "adjust", "design"),
+                                    diverged=getattr(first, "diverged", "exclude"))
+        return _forest(self.summary, "path", ax, title="path-specific effects (raw units; plot(data=runs) "
+                       "for standardized)")
 
 
 def _forest(df: pd.DataFrame, label: str, ax: Any, *, title: str) -> Any:

@@ -143,3 +143,10 @@ def test_effects_methods_delegate(data, fx):
     assert "log_lr → implicit_reg" in fx.plot_edge("log_lr", "implicit_reg", data).get_title()
     labels = {t.get_text() for t in fx.plot_graph().texts}
     assert "precision" not in labels and "capacity" in labels
+
+
+def test_mediation_table_plots_standardized_given_the_data(data):
+    med = mediation_paths(data, n_boot=20, seed=0)
+    ax = med.plot(data=data)
+    assert "standardized" in ax.get_xlabel() and len(ax.get_yticklabels()) == len(med.summary)
+    assert "raw units" in med.plot().get_title()
