@@ -77,6 +77,8 @@ def loss_and_grads(
     residual_flags : ``(all models residual, no model residual)``; computed
         from ``residual`` when None (two host syncs on a GPU, so a training
         loop computes them once).
+
+    Call it under ``torch.no_grad()``, as the trainer does.
     """
     r, b = x.shape[0], x.shape[1]
     arch = spec.impl
@@ -86,47 +88,46 @@ def loss_and_grads(
         residual_flags = _residual_flags(residual)
     res_all, res_none = residual_flags
     tape = Tape()
-    with torch.no_grad():
-        hf = hidden_features(spec, params, x, mode="train", running=running, residual=residual, dropout=dropout,
-                             rowmask=rowmask, active=active, generator=generator, tape=tape, flags=residual_flags)
-        wo = params["wo"]
-        out = head(hf, wo, params["bo"])  # (R, B, C)
-        losses, dout = objective(out, y, rowmask)
+    hf = hidden_features(spec, params, x, mode="train", running=running, residual=residual, dropout=dropout,
+                         rowmask=rowmask, active=active, generator=generator, tape=tape, flags=residual_flags)
+    wo = params["wo"]
+    out = head(hf, wo, params["bo"])  # (R, B, C)
+    losses, dout = objective(out, y, rowmask)
 
-        grads["wo"].copy_(torch.bmm(dout.transpose(1, 2), hf).transpose(1, 2))
-        grads["bo"].copy_(dout.sum(dim=1))
-        dh = arch.unflatten(spec, torch.bmm(dout, wo.transpose(1, 2)))  # (R, B, H) -> hidden-map layout
-        res_flag = residual.to(dh.dtype).view(-1, 1, 1)
-        for i in reversed(range(spec.depth)):
-            inp, xhat, rstd, f, scale = tape.layers[i]
-            df = dh * scale if scale is not None else dh
-            dz = _threshold_backward(df, f, 0)
-            if norm != "none":
-                grads[f"g{i}"].copy_((dz * xhat).sum(dim=rows))
-                grads[f"be{i}"].copy_(dz.sum(dim=rows))
-                dxhat = dz * params[f"g{i}"].unsqueeze(rows)
-                if norm == "batch":  # mean over the real rows of each model (padded rows carry no gradient)
-                    c1 = dxhat.sum(dim=rows, keepdim=True) / tape.n
-                    c2 = (dxhat * xhat).sum(dim=rows, keepdim=True) / tape.n
-                    dz = (dxhat - c1 - xhat * c2) * rstd
-                    if tape.m is not None:
-                        dz = dz * tape.m
-                else:  # mean over each example's layer-norm group (units; CNN: channels and positions)
-                    c1 = arch.norm_mean(dxhat, b)
-                    c2 = arch.norm_mean(dxhat * xhat, b)
-                    dz = (dxhat - c1 - xhat * c2) * rstd
-            if norm != "batch":  # batch norm has no bias before it
-                grads[f"b{i}"].copy_(dz.sum(dim=rows))
-            grads[f"w{i}"].copy_(arch.weight_grad(inp, dz))
-            if i == 0:
-                break
-            dinp = arch.input_grad(spec, params[f"w{i}"], dz, b)
-            if res_none:
-                dh = dinp
-            elif res_all:
-                dh = dinp + dh
-            else:
-                dh = torch.addcmul(dinp, res_flag, dh)
+    grads["wo"].copy_(torch.bmm(dout.transpose(1, 2), hf).transpose(1, 2))
+    grads["bo"].copy_(dout.sum(dim=1))
+    dh = arch.unflatten(spec, torch.bmm(dout, wo.transpose(1, 2)))  # (R, B, H) -> hidden-map layout
+    res_flag = residual.to(dh.dtype).view(-1, 1, 1)
+    for i in reversed(range(spec.depth)):
+        inp, xhat, rstd, f, scale = tape.layers[i]
+        df = dh * scale if scale is not None else dh
+        dz = _threshold_backward(df, f, 0)
+        if norm != "none":
+            grads[f"g{i}"].copy_((dz * xhat).sum(dim=rows))
+            grads[f"be{i}"].copy_(dz.sum(dim=rows))
+            dxhat = dz * params[f"g{i}"].unsqueeze(rows)
+            if norm == "batch":  # mean over the real rows of each model (padded rows carry no gradient)
+                c1 = dxhat.sum(dim=rows, keepdim=True) / tape.n
+                c2 = (dxhat * xhat).sum(dim=rows, keepdim=True) / tape.n
+                dz = (dxhat - c1 - xhat * c2) * rstd
+                if tape.m is not None:
+                    dz = dz * tape.m
+            else:  # mean over each example's layer-norm group (units; CNN: channels and positions)
+                c1 = arch.norm_mean(dxhat, b)
+                c2 = arch.norm_mean(dxhat * xhat, b)
+                dz = (dxhat - c1 - xhat * c2) * rstd
+        if norm != "batch":  # batch norm has no bias before it
+            grads[f"b{i}"].copy_(dz.sum(dim=rows))
+        grads[f"w{i}"].copy_(arch.weight_grad(inp, dz))
+        if i == 0:
+            break
+        dinp = arch.input_grad(spec, params[f"w{i}"], dz, b)
+        if res_none:
+            dh = dinp
+        elif res_all:
+            dh = dinp + dh
+        else:
+            dh = torch.addcmul(dinp, res_flag, dh)
     return losses
 
 

@@ -62,7 +62,6 @@ def per_example(
     raise ValueError(f"unknown loss {name!r}")
 
 
-@torch.no_grad()
 def per_example_and_grad(
     name: str,
     out: torch.Tensor,
@@ -73,6 +72,9 @@ def per_example_and_grad(
     label_smoothing: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`per_example` (R, N) and its gradient d loss / d out (R, N, C), without autograd.
+
+    Call it under ``torch.no_grad()`` (it works in place on its intermediates),
+    as :meth:`runs_generator._modelset.ModelSet.objective_and_grad` does.
 
     ``target`` is the one-hot (R, N, C) of ``y`` for classes, ``y`` itself for
     regression. Cross-entropy with label smoothing ``eps`` has gradient
