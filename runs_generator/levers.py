@@ -418,7 +418,11 @@ class LeverSpace:
                     f"problem={family.problems[0]}"
                 )
             v["problem"] = family.problems[0]
-        if v["arch"] not in family.archs:
+        offered = [a for a in family.archs if a in self.lever("arch").choices]  # (registry order)
+        if not offered:
+            raise ConfigError(f"run {index}: space {self.name!r} offers none of task {v['task']!r}'s architectures "
+                              f"{list(family.archs)}; add one to the space's arch choices")
+        if v["arch"] not in offered:
             if "arch" in forced:
                 hosts = [t for t, f in TASKS.items() if v["arch"] in f.archs]
                 raise ConfigError(
@@ -426,8 +430,11 @@ class LeverSpace:
                     f"{list(family.archs)}), which was drawn; add fix task={' or task='.join(hosts)} (or vary arch "
                     f"only with such a task)"
                 )
-            v["arch"] = family.archs[0]
-        losses = allowed_losses(v["problem"])
+            v["arch"] = offered[0]
+        losses = tuple(name for name in allowed_losses(v["problem"]) if name in self.lever("loss").choices)
+        if not losses:
+            raise ConfigError(f"run {index}: space {self.name!r} offers no loss for a {v['problem']} run (its losses: "
+                              f"{list(self.lever('loss').choices)}); add one of {list(allowed_losses(v['problem']))}")
         if "loss" in forced:
             if v["loss"] not in losses:
                 fits = loss_entry(v["loss"]).problems
@@ -537,21 +544,37 @@ def parse_assignment(text: str, *, multi: bool) -> tuple[str, Any]:
 _C = Choice
 
 
+def _registered(kind: str, names: tuple[str, ...], table: dict) -> tuple[str, ...]:
+    unknown = [n for n in names if n not in table]
+    if unknown or not names:
+        raise ConfigError(f"a lever space's {kind} choices {list(names)} must be non-empty and registered in "
+                          f"runs_generator.registry (registered: {list(table)}); unknown: {unknown}")
+    return names
+
+
 def _levers(width: tuple[int, ...], depth: tuple[int, ...], batch: tuple, batch_w: tuple[float, ...],
-            n_train: tuple[int, ...], epochs: tuple[float, ...], init: tuple[float, float] = (0.25, 4.0)
-            ) -> tuple[Lever, ...]:
-    """The levers of a space; only capacity, data size, batch and budget differ between spaces."""
+            n_train: tuple[int, ...], epochs: tuple[float, ...], init: tuple[float, float] = (0.25, 4.0),
+            tasks: tuple[str, ...] = ("teacher", "mnist1d"), archs: tuple[str, ...] = ("mlp", "cnn"),
+            losses: tuple[str, ...] = ("cross_entropy", "mse", "l1")) -> tuple[Lever, ...]:
+    """The levers of a space; only capacity, data size, batch and budget differ between spaces.
+
+    ``tasks``, ``archs`` and ``losses`` are the registry entries the space draws from, named explicitly: a
+    family added to the registry joins a space only when the space lists it (and bumps its version), so
+    registering one never changes an existing space's draws.
+    """
+    tasks = _registered("task", tasks, TASKS)
+    archs = _registered("arch", archs, ARCHS)
+    losses = _registered("loss", losses, LOSSES)
     return (
-        Lever("task", _C(tuple(TASKS)), "str", choices=tuple(TASKS),
-              doc="task family (runs_generator.registry.TASKS)"),
+        Lever("task", _C(tasks), "str", choices=tasks, doc="task family (runs_generator.registry.TASKS)"),
         Lever("problem", _C(("classification", "regression")), "str", choices=("classification", "regression"),
               doc="teacher problem; mnist1d is always classification"),
-        Lever("arch", _C(tuple(ARCHS)), "str", choices=tuple(ARCHS),
+        Lever("arch", _C(archs), "str", choices=archs,
               doc="architecture (runs_generator.registry.ARCHS); one its task does not offer resolves to the "
                   "task's first (a cnn drawn on teacher is an mlp)"),
         Lever("width", _C(width), "int", 1, 1024, doc="hidden units (mlp) or channels (cnn) per hidden layer"),
         Lever("depth", _C(depth), "int", 1, 16, doc="hidden layers (the spaces draw >= 2)"),
-        Lever("loss", _C(tuple(LOSSES)), "str", choices=tuple(LOSSES),
+        Lever("loss", _C(losses), "str", choices=losses,
               doc="training loss; picked among the losses the problem allows"),
         Lever("init_scale", LogUniform(*init), "float", 1e-3, 100.0, doc="initial weight std / He std"),
         Lever("optimizer", _C(("sgd", "momentum", "adam")), "str", choices=("sgd", "momentum", "adam"),

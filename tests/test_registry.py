@@ -17,7 +17,7 @@ from runs_generator._trainer import train_model_set
 from runs_generator.engine import group_key, train_runs
 from runs_generator.levers import LARGE_SPACE, SMALL_SPACE
 from runs_generator.models import MLP, StackedArch
-from runs_generator.registry import ARCHS, LOSSES, TASKS, ArchEntry
+from runs_generator.registry import ARCHS, LOSSES, TASKS, ArchEntry, TaskFamily
 from runs_generator.spec import Arch, Loss, Problem, RunMetrics, Task
 from runs_generator.table import oriented_columns
 
@@ -31,10 +31,10 @@ def test_entries_match_the_spec_literals_and_the_lever_choices() -> None:
     assert tuple(TASKS) == get_args(Task)
     assert tuple(ARCHS) == get_args(Arch)
     assert tuple(LOSSES) == get_args(Loss)
-    for space in (SMALL_SPACE, LARGE_SPACE):  # the levers draw in registry order
-        assert space.lever("task").choices == tuple(TASKS)
-        assert space.lever("arch").choices == tuple(ARCHS)
-        assert space.lever("loss").choices == tuple(LOSSES)
+    for space in (SMALL_SPACE, LARGE_SPACE):  # each space names the entries it draws from
+        assert space.lever("task").choices == ("teacher", "mnist1d")
+        assert space.lever("arch").choices == ("mlp", "cnn")
+        assert space.lever("loss").choices == ("cross_entropy", "mse", "l1")
     for family in TASKS.values():
         assert set(family.problems) <= set(get_args(Problem)) and family.problems
         assert set(family.archs) <= set(ARCHS) and family.matched_archs <= set(family.archs)
@@ -52,6 +52,22 @@ def test_draws_resolve_through_the_registry() -> None:
         assert c.problem in family.problems and c.arch in family.archs
         assert c.loss in registry.allowed_losses(c.problem)
     assert {(c.task, c.arch) for c in cfgs} == {("teacher", "mlp"), ("mnist1d", "mlp"), ("mnist1d", "cnn")}
+
+
+def test_registering_a_family_leaves_the_spaces_draws_unchanged(monkeypatch) -> None:
+    before = [SMALL_SPACE.draw_all(seed=5, runs=60), LARGE_SPACE.draw_all(seed=5, runs=60)]
+    monkeypatch.setitem(ARCHS, "gnn", ArchEntry(name="gnn", impl_path=MLP))
+    monkeypatch.setitem(TASKS, "graph", TaskFamily(name="graph", problems=("classification",), archs=("mlp", "gnn"),
+                                                   matched_archs=frozenset({"gnn"}), data="runs_generator.tasks:x"))
+    monkeypatch.setitem(LOSSES, "hinge", replace(LOSSES["mse"], name="hinge", code=3))
+    assert [SMALL_SPACE.draw_all(seed=5, runs=60), LARGE_SPACE.draw_all(seed=5, runs=60)] == before
+
+
+def test_a_space_must_name_registered_entries() -> None:
+    from runs_generator.levers import _levers
+
+    with pytest.raises(ConfigError, match=r"task choices \['teacher', 'cifar'\].*unknown: \['cifar'\]"):
+        _levers((8,), (2,), (32,), (1.0,), (64,), (20,), tasks=("teacher", "cifar"))
 
 
 @pytest.mark.parametrize("task,arch,expected", [("mnist1d", "cnn", 1), ("mnist1d", "mlp", 0), ("teacher", "mlp", 0)])
