@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import networkx as nx
 import numpy as np
@@ -144,13 +143,12 @@ def test_plots_draw_on_the_given_axes(sim):
     plt.close("all")
 
 
-def test_default_paths_on_10k_rows_are_fast():
-    d = simulate_linear_scm(10_000, seed=2).data
-    t0 = time.perf_counter()
-    table = mediation_paths(d, n_boot=500)
-    elapsed = time.perf_counter() - t0
+def test_default_paths_cover_every_book_chain():
+    # the speed of this on 10k rows is a benchmark (benchmarks/bench_causal.py), not a timed test
+    d = simulate_linear_scm(2_000, seed=2).data
+    table = mediation_paths(d, n_boot=200)
     assert len(table.summary) > 20
-    assert elapsed < 10.0  # ~0.5 s measured on 2 shared cores
+    assert table.summary["estimate"].notna().all()
 
 
 @pytest.mark.slow
