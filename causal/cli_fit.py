@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["register", "add_adjust_diverged"]
 
@@ -85,10 +89,24 @@ def _fit(args: argparse.Namespace) -> int:
         diverged=args.diverged,
     )
     effects.print_summary()
+    print("\n" + closing_line(effects.summary["verdict"], len(df)))
     if args.out:
         path = effects.write(args.out)
         print(f"\nwrote {path}")
     return 0
+
+
+def closing_line(verdicts: "pd.Series", rows: int) -> str:
+    """The last thing ``udl fit`` prints: the verdict counts in words, and what to do when there is no power."""
+    counts = verdicts.value_counts()
+    n = {v: int(counts.get(v, 0)) for v in ("supports", "contradicts", "inconclusive")}
+    est = sum(n.values())
+    line = (f"In short: of {est} estimated edges, the data supports the book's sign on {n['supports']}, "
+            f"contradicts it on {n['contradicts']} and cannot tell on {n['inconclusive']} ({rows} runs).")
+    if est and n["inconclusive"] == est:
+        line += (f"\n{rows} runs are too few to tell; a sweep of the large space (`udl generate --space large`) or "
+                 "the shipped 300-run reference (`udl fit data/reference` in a checkout) has the power.")
+    return line
 
 
 def dag_text(level: str = "concept") -> str:

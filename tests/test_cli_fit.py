@@ -30,6 +30,9 @@ def test_udl_fit_prints_table_and_writes_files(runs, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Direct effects of the book's edges" in r.stdout and "contradicts" in r.stdout
     df = pd.read_csv(out)
+    last = [ln for ln in r.stdout.splitlines() if ln.strip()][-2]  # before "wrote ..."
+    counts = df["verdict"].value_counts()
+    assert last.startswith("In short: of ") and f"contradicts it on {counts['contradicts']} " in last, last
     assert len(df) == 42
     row = df[(df.treatment == "residual") & (df.outcome == "sharpness")].iloc[0]
     assert row["verdict"] == "contradicts"
@@ -37,6 +40,16 @@ def test_udl_fit_prints_table_and_writes_files(runs, tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "e.json").read_text())
     assert data["config"]["adjust"] == "book" and data["config"]["alpha"] == 0.01
+
+
+def test_closing_line_says_when_there_is_no_power():
+    from causal.cli_fit import closing_line
+
+    none = closing_line(pd.Series(["inconclusive"] * 3 + ["skipped"]), 48)
+    assert none.startswith("In short: of 3 estimated edges") and "48 runs are too few" in none
+    some = closing_line(pd.Series(["supports", "contradicts", "inconclusive"]), 300)
+    assert "supports the book's sign on 1, contradicts it on 1 and cannot tell on 1 (300 runs)" in some
+    assert "too few" not in some
 
 
 def test_udl_fit_errors_name_the_problem(runs, tmp_path):
