@@ -72,16 +72,7 @@ def format_table(df: pd.DataFrame, *, decimals: int = 3, max_rows: int | None = 
         return "(no rows)"
 
     def fmt(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            if math.isnan(v):
-                return "-"
-            a = abs(v)
-            if a != 0 and (a < 10 ** (-decimals) or a >= 1e5):
-                return f"{v:.{decimals - 1}e}"
-            return f"{v:.{decimals}f}"
-        if v is None or v is pd.NA:
-            return "-"
-        return str(v)
+        return _fmt_value(v, decimals)
 
     return df.to_string(index=False, formatters={c: fmt for c in df.columns}, na_rep="-")
 
@@ -114,13 +105,14 @@ class Row(pd.Series):
 
 
 def _fmt_value(v: Any, decimals: int = 3) -> str:
+    """One value as :func:`format_table` and :class:`Row` print it: scientific when tiny or huge, "-" when missing."""
     if isinstance(v, (float, np.floating)):
         if math.isnan(v):
             return "-"
         a = abs(v)
         if a != 0 and (a < 10 ** (-decimals) or a >= 1e5):
             return f"{v:.{decimals - 1}e}"
-        return f"{v:.{decimals}f}" if a < 1e3 else f"{v:.1f}"
+        return f"{v:.{decimals}f}"
     if v is None or v is pd.NA:
         return "-"
     return str(v)
