@@ -407,6 +407,7 @@ class LeverSpace:
     def draw(self, seed: int, index: int, overrides: Overrides = Overrides(), replicas: int = 4) -> RunConfig:
         """Draw and resolve the configuration of run ``index`` of sweep ``seed``."""
         v = self.raw_draw(seed, index, overrides)
+        u = self.uniforms(seed, index)  # each resolved lever maps its own uniform
         forced = {n for n, _ in overrides.fix} | {n for n, _ in overrides.vary}
         family = task_family(v["task"])
         if v["problem"] not in family.problems:
@@ -443,7 +444,7 @@ class LeverSpace:
                     f"{list(losses)}); add fix problem={' or problem='.join(fits)}"
                 )
         else:  # the loss lever's own uniform picks among the allowed losses
-            u_loss = float(self.uniforms(seed, index)[self.names.index("loss")])
+            u_loss = float(u[self.names.index("loss")])
             v["loss"] = losses[min(int(u_loss * len(losses)), len(losses) - 1)]
         if v["loss"] != "cross_entropy":  # only cross-entropy smooths its targets
             if "label_smoothing" in forced and v["label_smoothing"] != 0:
@@ -454,7 +455,6 @@ class LeverSpace:
             v["label_smoothing"] = 0.0
         if v["problem"] == "classification":
             v["noise_dist"] = "gaussian"
-        u = self.uniforms(seed, index)
         if self.arch_widths and "width" not in forced:  # the width lever's own uniform, on the arch's choices
             v["width"] = Choice(self.width_choices(v["arch"])).sample(float(u[self.names.index("width")]))
         if "lr" not in forced:  # the lr lever's own uniform, on the optimizer's range
