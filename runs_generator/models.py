@@ -65,6 +65,9 @@ __all__ = [
     "forward",
     "NaiveNet",
     "stack_modules",
+    "normalize",
+    "dropout_uniform",
+    "layer_param_shapes",
 ]
 
 BN_EPS = 1e-5
@@ -108,7 +111,12 @@ class ArchSpec:
 
 
 def param_shapes(spec: ArchSpec) -> dict[str, tuple[int, ...]]:
-    """Per-model parameter shapes, in initialization order."""
+    """Per-model parameter shapes, in initialization order (the architecture's :meth:`StackedArch.param_shapes`)."""
+    return spec.impl.param_shapes(spec)
+
+
+def layer_param_shapes(spec: ArchSpec) -> dict[str, tuple[int, ...]]:
+    """The shapes of the shared layer stack: ``w{i}``, ``b{i}`` (absent before batch norm), ``g{i}``, ``be{i}``, head."""
     shapes: dict[str, tuple[int, ...]] = {}
     for i in range(spec.depth):
         shapes[f"w{i}"] = (spec.fan_in(i), spec.width)
@@ -136,23 +144,23 @@ def init_params(
 ) -> dict[str, torch.Tensor]:
     """Stacked He-normal initialization of ``len(seeds)`` models, each (R, ...)."""
     per_model = []
+    impl = spec.impl
     for seed, scale in zip(seeds, init_scales):
         g = torch.Generator().manual_seed(int(seed))
         p = {}
         for name, shape in param_shapes(spec).items():
-            if name[0] == "w":
-                fan_in = shape[0]
-                p[name] = torch.randn(shape, generator=g, dtype=torch.float64) * (scale * math.sqrt(2.0 / fan_in))
-            elif name[0] == "g":
-                p[name] = torch.ones(shape, dtype=torch.float64)
-            else:
-                p[name] = torch.zeros(shape, dtype=torch.float64)
+            p[name] = impl.init_param(name, shape, g, scale)
         per_model.append(p)
     return {k: torch.stack([p[k] for p in per_model]).to(device=device, dtype=dtype) for k in per_model[0]}
 
 
 def init_running(spec: ArchSpec, r: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Batch-norm running statistics (empty unless normalization is 'batch')."""
+    """Batch-norm running statistics (empty unless normalization is 'batch'), one pair per normalized layer."""
+    return spec.impl.init_running(spec, r, device, dtype)
+
+
+def layer_running(spec: ArchSpec, r: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``rm{i}``, ``rv{i}`` (R, width) for each of the ``depth`` layers under batch norm (else empty)."""
     if spec.normalization != "batch":
         return {}
     out = {}
@@ -304,6 +312,54 @@ class StackedArch:
 
     name: str = ""
     channels_first: bool = False
+    #: True: the architecture is not a stack of ``depth`` (linear, norm, ReLU, dropout, residual) layers; it
+    #: writes its whole stacked forward in :meth:`hidden` (and its parameters, running statistics and naive
+    #: module in the methods below), and trains with autograd (``fused=False`` in its registry entry)
+    custom: bool = False
+
+    # --- parameters (every architecture) ----------------------------------------
+    def param_shapes(self, spec: ArchSpec) -> dict[str, tuple[int, ...]]:
+        """Per-model parameter shapes in initialization order; the head is ``wo`` (H, C) and ``bo`` (C,)."""
+        return layer_param_shapes(spec)
+
+    def init_param(self, name: str, shape: tuple[int, ...], generator: torch.Generator, scale: float) -> torch.Tensor:
+        """One model's initial value of parameter ``name`` (float64, drawn from ``generator``).
+
+        Weights (names starting with ``w``) are He-normal, std = scale * sqrt(2 / shape[0]); gains
+        (``g``) are 1; everything else (biases, norm shifts) is 0.
+        """
+        if name[0] == "w":
+            return torch.randn(shape, generator=generator, dtype=torch.float64) * (scale * math.sqrt(2.0 / shape[0]))
+        if name[0] == "g":
+            return torch.ones(shape, dtype=torch.float64)
+        return torch.zeros(shape, dtype=torch.float64)
+
+    def init_running(self, spec: ArchSpec, r: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Batch-norm running statistics ``rm{key}``, ``rv{key}`` (R, units) of every batch-normalized layer."""
+        return layer_running(spec, r, device, dtype)
+
+    # --- a custom architecture's forward and naive module ----------------------------
+    def hidden(self, spec: ArchSpec, params: dict[str, torch.Tensor], x: torch.Tensor, *, mode: Mode,
+               running: dict[str, torch.Tensor] | None, residual: torch.Tensor | bool, dropout: torch.Tensor | None,
+               rowmask: torch.Tensor | None, active: torch.Tensor | None, generator,
+               preacts: list[torch.Tensor] | None) -> torch.Tensor:
+        """A custom architecture's head input (R, B, H) (arguments as :func:`forward`).
+
+        It appends to ``preacts`` (when given) each block's pre-activation, first to last (gradient
+        stability compares the first and the last), normalizes with :func:`normalize`, updates batch
+        statistics only in ``mode='train'`` and only for ``active`` models, and draws dropout masks
+        with :func:`dropout_uniform` from ``generator``.
+        """
+        raise NotImplementedError
+
+    def naive_module(self, spec: ArchSpec, params: dict[str, torch.Tensor], residual: bool, dropout: float,
+                     noise=None) -> nn.Module:
+        """One model as an ``nn.Module`` from its parameters (the naive engine's reference)."""
+        return NaiveNet(spec, params, residual, dropout, noise)
+
+    def module_params(self, spec: ArchSpec, net: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Inverse of :meth:`naive_module`: the module's parameters and running statistics by stacked name."""
+        return _naive_net_params(net)
 
     @property
     def rows(self) -> int:
@@ -546,6 +602,67 @@ def _row_stats(arch: StackedArch, h: torch.Tensor, rowmask: torch.Tensor | None)
     return rowmask.sum(dim=1), rowmask.unsqueeze(arch.feat)
 
 
+def normalize(
+    spec: ArchSpec,
+    arch: "StackedArch",
+    params: dict[str, torch.Tensor],
+    i: int | str,
+    z: torch.Tensor,
+    b: int,
+    *,
+    mode: Mode,
+    running: dict[str, torch.Tensor] | None,
+    n: torch.Tensor | None,
+    m: torch.Tensor | None,
+    active: torch.Tensor | None,
+    fma: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Normalize pre-activation ``z`` of layer ``i`` as ``spec.normalization`` says: ``(out, xhat, rstd)``.
+
+    ``arch`` gives the hidden map's layout (its rows dim and layer-norm group,
+    :meth:`StackedArch.norm_mean`); parameters ``g{i}``, ``be{i}`` and batch
+    statistics ``rm{i}``, ``rv{i}`` are looked up by ``i`` (an architecture with
+    several norms per block passes its own keys). ``n``, ``m``: batch norm's real
+    rows per model (R,) and row mask (:func:`_row_stats`), needed outside eval
+    mode. Without normalization ``z`` is returned unchanged. ``fma``: one fused
+    multiply-add for the affine (the training step's rounding).
+    """
+    rows = arch.rows
+    norm = spec.normalization
+    xhat = rstd = None
+    if norm == "batch":
+        if mode == "eval":
+            mean, var = running[f"rm{i}"].unsqueeze(rows), running[f"rv{i}"].unsqueeze(rows)
+            xhat = (z - mean) * torch.rsqrt(var + BN_EPS)
+        else:
+            n_col = n.view(-1, 1, 1)
+            if m is None:
+                mean = z.mean(dim=rows, keepdim=True)
+                zc = z - mean
+                var = zc.square().mean(dim=rows, keepdim=True)
+            else:
+                mean = (z * m).sum(dim=rows, keepdim=True) / n_col
+                zc = z - mean
+                var = (zc.square() * m).sum(dim=rows, keepdim=True) / n_col
+            if mode == "train":
+                update_running(running, i, mean, var, n, active)
+            # multiply by rsqrt rather than divide by sqrt: the same value to rounding, and a
+            # much cheaper double backward (Hessian-vector products)
+            rstd = torch.rsqrt(var + BN_EPS)
+            xhat = zc * rstd
+    elif norm == "layer":
+        zc = z - arch.norm_mean(z, b)
+        rstd = torch.rsqrt(arch.norm_mean(zc.square(), b) + LN_EPS)
+        xhat = zc * rstd
+    if norm != "none":
+        g, be = params[f"g{i}"].unsqueeze(rows), params[f"be{i}"].unsqueeze(rows)
+        # the training step (fma) uses one fused multiply-add, every other caller multiply-then-add: they
+        # round differently in float32, and both are kept so that rows stay bit-identical to the engine
+        # before the registry (tests/test_golden_rows.py)
+        z = torch.addcmul(be, xhat, g) if fma else xhat * g + be
+    return z, xhat, rstd
+
+
 def hidden_features(
     spec: ArchSpec,
     params: dict[str, torch.Tensor],
@@ -569,8 +686,12 @@ def hidden_features(
     already known.
     """
     arch = spec.impl
+    if arch.custom:  # the architecture writes its own stacked forward (trained with autograd)
+        if tape is not None:
+            raise ValueError(f"arch {arch.name!r} has no hand-written backward (its registry entry needs fused=False)")
+        return arch.hidden(spec, params, x, mode=mode, running=running, residual=residual, dropout=dropout,
+                           rowmask=rowmask, active=active, generator=generator, preacts=preacts)
     b = x.shape[1]
-    rows = arch.rows
     norm = spec.normalization
     h = arch.first_input(spec, x)
     if rowmask is not None:
@@ -591,37 +712,8 @@ def hidden_features(
         z = arch.linear(spec, params, i, inp)
         if preacts is not None:
             preacts.append(z)
-        xhat = rstd = None
-        if norm == "batch":
-            if mode == "eval":
-                mean, var = running[f"rm{i}"].unsqueeze(rows), running[f"rv{i}"].unsqueeze(rows)
-                xhat = (z - mean) * torch.rsqrt(var + BN_EPS)
-            else:
-                n_col = n.view(-1, 1, 1)
-                if m is None:
-                    mean = z.mean(dim=rows, keepdim=True)
-                    zc = z - mean
-                    var = zc.square().mean(dim=rows, keepdim=True)
-                else:
-                    mean = (z * m).sum(dim=rows, keepdim=True) / n_col
-                    zc = z - mean
-                    var = (zc.square() * m).sum(dim=rows, keepdim=True) / n_col
-                if mode == "train":
-                    update_running(running, i, mean, var, n, active)
-                # multiply by rsqrt rather than divide by sqrt: the same value to rounding, and a
-                # much cheaper double backward (Hessian-vector products)
-                rstd = torch.rsqrt(var + BN_EPS)
-                xhat = zc * rstd
-        elif norm == "layer":
-            zc = z - arch.norm_mean(z, b)
-            rstd = torch.rsqrt(arch.norm_mean(zc.square(), b) + LN_EPS)
-            xhat = zc * rstd
-        if norm != "none":
-            g, be = params[f"g{i}"].unsqueeze(rows), params[f"be{i}"].unsqueeze(rows)
-            # the training step (tape) uses one fused multiply-add, every other caller multiply-then-add: they
-            # round differently in float32, and both are kept so that rows stay bit-identical to the engine
-            # before the registry (tests/test_golden_rows.py)
-            z = torch.addcmul(be, xhat, g) if tape is not None else xhat * g + be
+        z, xhat, rstd = normalize(spec, arch, params, i, z, b, mode=mode, running=running, n=n, m=m, active=active,
+                                  fma=tape is not None)
         f = torch.relu_(z) if inplace else torch.relu(z)
         scale = None
         if mode == "train" and dropout is not None:
@@ -768,27 +860,39 @@ class NaiveNet(nn.Module):
         return self.head(self.arch.naive_flatten(h))
 
 
-def stack_modules(nets: Sequence[NaiveNet]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Stacked parameters and running statistics of modules (inverse of NaiveNet)."""
-    params: dict[str, list[torch.Tensor]] = {}
-    running: dict[str, list[torch.Tensor]] = {}
-    for net in nets:
-        spec = net.spec
-        for i, lin in enumerate(net.layers):
-            params.setdefault(f"w{i}", []).append(net.arch.naive_weight(spec, lin))
-            if lin.bias is not None:
-                params.setdefault(f"b{i}", []).append(lin.bias.detach())
-            norm = net.norms[i]
-            if spec.normalization != "none":
-                params.setdefault(f"g{i}", []).append(norm.weight.detach())
-                params.setdefault(f"be{i}", []).append(norm.bias.detach())
-            if spec.normalization == "batch":
-                running.setdefault(f"rm{i}", []).append(norm.running_mean.detach())
-                running.setdefault(f"rv{i}", []).append(norm.running_var.detach())
-        params.setdefault("wo", []).append(net.head.weight.detach().t())
-        params.setdefault("bo", []).append(net.head.bias.detach())
-    order = list(param_shapes(nets[0].spec))
+def _naive_net_params(net: NaiveNet) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A :class:`NaiveNet`'s parameters and running statistics in the stacked names and layouts."""
+    spec = net.spec
+    params: dict[str, torch.Tensor] = {}
+    running: dict[str, torch.Tensor] = {}
+    for i, lin in enumerate(net.layers):
+        params[f"w{i}"] = net.arch.naive_weight(spec, lin)
+        if lin.bias is not None:
+            params[f"b{i}"] = lin.bias.detach()
+        norm = net.norms[i]
+        if spec.normalization != "none":
+            params[f"g{i}"] = norm.weight.detach()
+            params[f"be{i}"] = norm.bias.detach()
+        if spec.normalization == "batch":
+            running[f"rm{i}"] = norm.running_mean.detach()
+            running[f"rv{i}"] = norm.running_var.detach()
+    params["wo"] = net.head.weight.detach().t()
+    params["bo"] = net.head.bias.detach()
+    return params, running
+
+
+def stack_modules(nets: Sequence[nn.Module], spec: ArchSpec | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Stacked parameters and running statistics of naive modules (inverse of :meth:`StackedArch.naive_module`).
+
+    ``spec`` defaults to the modules' own ``spec`` attribute (a :class:`NaiveNet` has one).
+    """
+    spec = spec if spec is not None else nets[0].spec
+    per = [spec.impl.module_params(spec, net) for net in nets]
+    order = list(param_shapes(spec))
+    missing = [k for k in order if k not in per[0][0]]
+    if missing:
+        raise ValueError(f"arch {spec.arch!r}: module_params() lacks parameters {missing}")
     return (
-        {k: torch.stack(params[k]).clone() for k in order},
-        {k: torch.stack(v).clone() for k, v in running.items()},
+        {k: torch.stack([p[k] for p, _ in per]).clone() for k in order},
+        {k: torch.stack([r[k] for _, r in per]).clone() for k in per[0][1]},
     )

@@ -20,7 +20,7 @@ from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, MOMENTUM, ModelS
 from runs_generator._noise import make_streams
 from runs_generator._results import EXPLODE_FACTOR, TrainStats, finalize, full_train_loss
 from runs_generator.measure import gradient_stability
-from runs_generator.models import NaiveNet, init_params, stack_modules
+from runs_generator.models import init_params, stack_modules
 from runs_generator.registry import loss_entry, task_family
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 
@@ -47,7 +47,8 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
     nets, implicit, bad_steps = [], [], []
     for k in range(ms.r):
         noise = make_streams([ms.noise_seeds[k]], [ms.batch[k]], device)  # the batched engine's streams, R = 1
-        net = NaiveNet(ms.spec, {n: v[k] for n, v in init.items()}, config.residual, config.dropout, noise).to(device)
+        net = ms.spec.impl.naive_module(ms.spec, {n: v[k] for n, v in init.items()}, config.residual,
+                                        config.dropout, noise).to(device)
         if config.optimizer == "adam":
             opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         else:
@@ -93,7 +94,7 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
         nets.append(net)
         implicit.append(h_sum / (steps - start))
         bad_steps.append(bad_step)
-    params, running = stack_modules(nets)
+    params, running = stack_modules(nets, ms.spec)
     stats = TrainStats(
         loss_initial=loss_init,
         grad_stability=grad_stab,
