@@ -28,7 +28,10 @@ problems, architectures and which of them match its structure), and for a new
 architecture an :class:`ArchEntry` whose ``impl`` is a
 :class:`~runs_generator.models.StackedArch` (the stacked forward and the naive
 reference module). It may leave ``fused`` False and train with autograd through
-its stacked forward. Entry order is part of the lever space: the ``task``,
+its stacked forward. An architecture that is not a stack of (linear, norm,
+ReLU) layers — a transformer, a GNN — sets ``StackedArch.custom`` and writes its
+whole stacked forward, parameter shapes and naive module itself
+(``tests/test_custom_arch.py`` is a worked example). Entry order is part of the lever space: the ``task``,
 ``arch`` and ``loss`` levers draw in registry order, so append new entries at
 the end to keep old sweeps' draws.
 
@@ -99,6 +102,19 @@ class TaskFamily:
         Augmentation adds a random circular shift (signals) to the input jitter.
     doc : str
         One line for ``--help`` and the docs.
+    trainer : str
+        ``'module:function'`` of the family's own trainer ``(configs, data, *,
+        engine, device, dtype, chunk_size) -> list[RunMetrics]`` (batched and
+        naive); empty for supervised families, which train through
+        :func:`runs_generator._trainer.train_model_set`.
+    neutral : tuple of (lever, value)
+        Levers that do not act on the family and the neutral value a draw
+        resolves them to (a fixed other value is refused).
+    source_task : str
+        The related source task a run of this family may be pre-trained on
+        (the ``source_task`` column); empty when the family has none, and then
+        the ``pretrained``, ``source_similarity`` and ``source_steps`` levers do
+        not apply (see :mod:`runs_generator.transfer`).
     """
 
     name: str
@@ -108,6 +124,9 @@ class TaskFamily:
     data: str
     shift_augment: bool = False
     doc: str = ""
+    trainer: str = ""
+    neutral: tuple[tuple[str, Any], ...] = ()
+    source_task: str = ""
 
     @property
     def make_data(self) -> Callable[..., Any]:
@@ -166,6 +185,9 @@ class LossEntry:
         (``loss_matched = 1``, DESIGN.md §2). ``noise_dist`` is None for classes.
     refusal : dict of problem -> str
         Why it does not apply to that problem and what to use instead.
+    archs : tuple of str
+        The architectures it trains (empty: any); a generative objective
+        belongs to one architecture (the VAE's ELBO, the GAN's game).
     """
 
     name: str
@@ -173,10 +195,11 @@ class LossEntry:
     problems: tuple[str, ...]
     matched_noise: frozenset[tuple[str, str | None]]
     refusal: tuple[tuple[str, str], ...] = ()
+    archs: tuple[str, ...] = ()
 
     def matched(self, problem: str, noise_dist: str) -> bool:
         """``loss_matched``: this loss is the NLL of ``problem``'s output distribution."""
-        key = (problem, None if problem == "classification" else noise_dist)
+        key = (problem, noise_dist if problem == "regression" else None)
         return key in self.matched_noise
 
     def check(self, problem: str, where: str = "") -> None:
@@ -219,6 +242,21 @@ TASKS: dict[str, TaskFamily] = {
             data="runs_generator.tasks:mnist1d_data", shift_augment=True,
             doc="the book's MNIST-1D signals (10 classes); a 1-D CNN matches their translation structure",
         ),
+        TaskFamily(
+            name="generative", problems=("generation",), archs=("vae", "gan", "flow", "diffusion"),
+            matched_archs=frozenset(), data="runs_generator.generative:generative_data",
+            trainer="runs_generator.generative:train_generative",
+            neutral=(("label_smoothing", 0.0), ("dropout", 0.0), ("augmentation", False),
+                     ("early_stopping", False), ("normalization", "none"), ("noise", 0.0),
+                     ("noise_dist", "gaussian")),
+            doc="samples of a 2-D Gaussian mixture with known modes (ring of 8); VAE, GAN, flow and diffusion",
+        ),
+        TaskFamily(
+            name="transfer", problems=("classification", "regression"), archs=("mlp",), matched_archs=frozenset(),
+            data="runs_generator.transfer:transfer_data", source_task="subspace_regression",
+            doc="few labels on a target that shares (by a similarity) a low-dimensional input subspace with a "
+                "source task; the pretrained lever starts from a model trained on the source",
+        ),
     )
 }
 
@@ -229,10 +267,19 @@ ARCHS: dict[str, ArchEntry] = {
                   doc="fully connected ReLU network on the flattened input"),
         ArchEntry(name="cnn", impl_path="runs_generator.models:CNN1D", positions=20, fused=True,
                   doc="1-D convolutions (k=5 stride 2, then k=3) and a linear head"),
+        # generative architectures (runs_generator.generative); impl is their stacked definition
+        ArchEntry(name="vae", impl_path="runs_generator.generative:VAE",
+                  doc="variational autoencoder: MLP encoder and decoder, Gaussian decoder, 2-D latent"),
+        ArchEntry(name="gan", impl_path="runs_generator.generative:GAN",
+                  doc="MLP generator and discriminator, non-saturating loss, alternating updates"),
+        ArchEntry(name="flow", impl_path="runs_generator.generative:FLOW",
+                  doc="RealNVP: affine coupling layers with MLP conditioners, exact likelihood"),
+        ArchEntry(name="diffusion", impl_path="runs_generator.generative:DIFFUSION",
+                  doc="DDPM with few timesteps: an MLP predicts the noise (epsilon) from x_t and t"),
     )
 }
 
-_CLS, _REG = "classification", "regression"
+_CLS, _REG, _GEN = "classification", "regression", "generation"
 LOSSES: dict[str, LossEntry] = {
     entry.name: entry
     for entry in (
@@ -248,6 +295,14 @@ LOSSES: dict[str, LossEntry] = {
                             "output. Use loss='cross_entropy' or 'mse' (the Brier score on softmax probabilities) "
                             "for classes"),),
         ),
+        # the generative objectives, one per architecture; matched = a likelihood objective (DESIGN.md §2:
+        # the NLL of the data or its bound / reweighting), the GAN's game is not one
+        *(LossEntry(name=name, code=code, problems=(_GEN,), archs=(arch,),
+                    matched_noise=frozenset({(_GEN, None)}) if nll else frozenset(),
+                    refusal=((_CLS, f"loss={name!r} is the {arch}'s generative objective; use task=generative"),
+                             (_REG, f"loss={name!r} is the {arch}'s generative objective; use task=generative")))
+          for name, code, arch, nll in (("elbo", 3, "vae", True), ("adversarial", 4, "gan", False),
+                                        ("nll", 5, "flow", True), ("denoising", 6, "diffusion", True))),
     )
 }
 
@@ -275,9 +330,10 @@ def loss_entry(name: str) -> LossEntry:
     return _lookup(LOSSES, "loss", name, "LOSSES")
 
 
-def allowed_losses(problem: str) -> tuple[str, ...]:
-    """The losses that can train ``problem``, in registry (lever) order."""
-    return tuple(name for name, entry in LOSSES.items() if problem in entry.problems)
+def allowed_losses(problem: str, arch: str | None = None) -> tuple[str, ...]:
+    """The losses that can train ``problem`` (with ``arch``, when given), in registry (lever) order."""
+    return tuple(name for name, entry in LOSSES.items()
+                 if problem in entry.problems and (arch is None or not entry.archs or arch in entry.archs))
 
 
 def inductive_bias(task: str, arch: str) -> int:
