@@ -257,6 +257,12 @@ TASKS: dict[str, TaskFamily] = {
             doc="few labels on a target that shares (by a similarity) a low-dimensional input subspace with a "
                 "source task; the pretrained lever starts from a model trained on the source",
         ),
+        TaskFamily(
+            name="graph", problems=("classification",), archs=("mlp", "gnn"), matched_archs=frozenset({"gnn"}),
+            data="runs_generator.graphs:graph_data",
+            doc="small coloured random graphs; the label is the colour class with the most internal edges "
+                "(a GNN's message passing matches the graph structure)",
+        ),
     )
 }
 
@@ -276,6 +282,8 @@ ARCHS: dict[str, ArchEntry] = {
                   doc="RealNVP: affine coupling layers with MLP conditioners, exact likelihood"),
         ArchEntry(name="diffusion", impl_path="runs_generator.generative:DIFFUSION",
                   doc="DDPM with few timesteps: an MLP predicts the noise (epsilon) from x_t and t"),
+        ArchEntry(name="gnn", impl_path="runs_generator.graphs:GNN", positions=12,
+                  doc="GraphConv message passing (self + neighbour-sum weights) on node features, mean readout"),
     )
 }
 

@@ -26,10 +26,11 @@ __all__ = [
     "RunMetrics",
 ]
 
-Task = Literal["teacher", "mnist1d"]
-Problem = Literal["classification", "regression"]
-Arch = Literal["mlp", "cnn"]
-Loss = Literal["cross_entropy", "mse", "l1"]  # l1: regression only
+Task = Literal["teacher", "mnist1d", "generative", "transfer", "graph"]
+Problem = Literal["classification", "regression", "generation"]
+Arch = Literal["mlp", "cnn", "vae", "gan", "flow", "diffusion", "gnn"]
+# l1: regression only; elbo, adversarial, nll, denoising: the generative objectives of vae, gan, flow, diffusion
+Loss = Literal["cross_entropy", "mse", "l1", "elbo", "adversarial", "nll", "denoising"]
 Optimizer = Literal["sgd", "momentum", "adam"]
 Normalization = Literal["none", "batch", "layer"]
 NoiseDist = Literal["gaussian", "laplace"]
