@@ -263,6 +263,12 @@ TASKS: dict[str, TaskFamily] = {
             doc="small coloured random graphs; the label is the colour class with the most internal edges "
                 "(a GNN's message passing matches the graph structure)",
         ),
+        TaskFamily(
+            name="sequence", problems=("classification",), archs=("mlp", "transformer"),
+            matched_archs=frozenset({"transformer"}), data="runs_generator.sequence:sequence_data",
+            doc="one-hot token sequences; the label counts the query token's occurrences (attention matches "
+                "tokens with the same weights at every position)",
+        ),
     )
 }
 
@@ -284,6 +290,9 @@ ARCHS: dict[str, ArchEntry] = {
                   doc="DDPM with few timesteps: an MLP predicts the noise (epsilon) from x_t and t"),
         ArchEntry(name="gnn", impl_path="runs_generator.graphs:GNN", positions=12,
                   doc="GraphConv message passing (self + neighbour-sum weights) on node features, mean readout"),
+        ArchEntry(name="transformer", impl_path="runs_generator.sequence:TRANSFORMER", positions=12,
+                  doc="pre-norm transformer encoder (2-head self-attention + ReLU MLP per block) on one-hot tokens, "
+                      "read at the query position"),
     )
 }
 

@@ -26,9 +26,9 @@ __all__ = [
     "RunMetrics",
 ]
 
-Task = Literal["teacher", "mnist1d", "generative", "transfer", "graph"]
+Task = Literal["teacher", "mnist1d", "generative", "transfer", "graph", "sequence"]
 Problem = Literal["classification", "regression", "generation"]
-Arch = Literal["mlp", "cnn", "vae", "gan", "flow", "diffusion", "gnn"]
+Arch = Literal["mlp", "cnn", "vae", "gan", "flow", "diffusion", "gnn", "transformer"]
 # l1: regression only; elbo, adversarial, nll, denoising: the generative objectives of vae, gan, flow, diffusion
 Loss = Literal["cross_entropy", "mse", "l1", "elbo", "adversarial", "nll", "denoising"]
 Optimizer = Literal["sgd", "momentum", "adam"]
