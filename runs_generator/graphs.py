@@ -189,9 +189,11 @@ class _GNN(StackedArch):
             keep = 1.0 - dropout.to(x.dtype).view(-1, 1, 1)
         for i in range(spec.depth):
             agg = torch.bmm(adj, h.reshape(r * b, nodes, -1)).reshape(r, b * nodes, -1)  # (R, B*N, F_in)
-            z = torch.bmm(h, params[f"ws{i}"]) + torch.bmm(agg, params[f"wn{i}"])  # (R, B*N, W)
             if spec.normalization != "batch":
-                z = z + params[f"b{i}"].unsqueeze(1)
+                z = torch.baddbmm(params[f"b{i}"].unsqueeze(1), h, params[f"ws{i}"])  # (R, B*N, W)
+            else:
+                z = torch.bmm(h, params[f"ws{i}"])
+            z = torch.baddbmm(z, agg, params[f"wn{i}"])  # the adds fused into the GEMMs
             if preacts is not None:
                 preacts.append(z)
             z, _, _ = normalize(spec, MLP, params, i, z, b, mode=mode, running=running, n=n, m=m, active=active)
