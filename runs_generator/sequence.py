@@ -12,9 +12,9 @@ between the query and each position, a pairwise interaction that one
 attention head computes for every position with the same weights (query·key
 large when the tokens match), while an MLP on the flattened one-hot sequence
 must learn the match of every (position, token) pair separately. Measured
-(tests/test_sequence.py and benchmarks/bench_families.py): at a few thousand
-examples the transformer reaches near-perfect test accuracy and the MLP stays
-near 0.45.
+(tests/test_sequence.py): on 2,000 examples a transformer of width 16 and depth
+2 (4,708 parameters) reaches 0.88-0.97 test accuracy over seeds, an MLP of
+width 32 and depth 2 (4,420 parameters) 0.42-0.45, chance 0.25.
 
 **Minority subgroup** (``deployment_risk``): a query drawn from the last
 ``SEQ_RARE`` tokens of the vocabulary (rare as queries, common as fillers):

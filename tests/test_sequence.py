@@ -133,9 +133,9 @@ def test_batched_equals_naive_in_float64(normalization: str) -> None:
 def test_transformer_learns_and_beats_the_mlp_at_similar_size() -> None:
     """On n_train = 2,000 (Adam, lr 1e-2, 500 steps of 64, layer norm, residual), K = 2 replicas.
 
-    Measured (this config): transformer width 16 depth 2, 4,708 parameters: test accuracy 0.985;
-    MLP width 32 depth 2, 4,420 parameters: 0.446 (it fits its training set, loss 0.20, and does not
-    generalize); chance 0.25.
+    Measured (this config, run seed 5, sweep seed 0): transformer width 16 depth 2, 4,708 parameters: test
+    accuracy 0.97; MLP width 32 depth 2, 4,420 parameters: 0.45 (it fits its training set and does not
+    generalize); chance 0.25. Over run seeds 5-8 x sweep seeds 0-1: transformer 0.88-0.97, MLP 0.42-0.45.
     """
     base = dict(seed=5, depth=2, normalization="layer", residual=True, steps=500, optimizer="adam", lr=1e-2,
                 batch_size=64, n_train=2000, replicas=2)
@@ -144,7 +144,7 @@ def test_transformer_learns_and_beats_the_mlp_at_similar_size() -> None:
     tf, mlp = (train_runs([c], [d])[0] for c, d in zip((tf_cfg, mlp_cfg), data))
     assert abs(tf.n_params / mlp.n_params - 1) < 0.1, (tf.n_params, mlp.n_params)
     chance = 1 / SEQ_CLASSES
-    assert tf.generalization > 0.9, tf.generalization
+    assert tf.generalization > 0.8, tf.generalization
     assert mlp.generalization > chance + 0.1, mlp.generalization  # the MLP learns something...
     assert tf.generalization > mlp.generalization + 0.3, (tf.generalization, mlp.generalization)  # ...far less
 
