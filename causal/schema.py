@@ -31,7 +31,8 @@ __all__ = [
 #: against the best constant predictor, effective-step implicit_reg, unbiased
 #: bias_sq, fixed-size Hessian subsample, ``diverged_step``, ``epochs``, and null
 #: (never a floor or cap) where a value cannot be measured.
-SCHEMA_VERSION = "2.0"
+#: 2.1: the generative family's ``mode_coverage`` and ``sample_loglik``; problem ``generation``.
+SCHEMA_VERSION = "2.1"
 
 
 class Dtype(str, Enum):
@@ -97,11 +98,12 @@ RUNS_SCHEMA: tuple[Column, ...] = (
     Column("run_index", I, Role.ID, _ALL, "index of the run within its sweep"),
     # --- raw levers (as drawn) --------------------------------------------------
     Column("task", S, Role.LEVER, _ALL, "task family: teacher | mnist1d (| sequence | graph | generative | transfer)"),
-    Column("problem", S, Role.LEVER, _SUP, "classification | regression"),
+    Column("problem", S, Role.LEVER, _SUP, "classification | regression | generation (the generative family)"),
     Column("arch", S, Role.LEVER, _ALL, "architecture: mlp | cnn | ..."),
     Column("width", I, Role.LEVER, _ALL, "hidden units (MLP) or channels (CNN) per hidden layer"),
     Column("depth", I, Role.LEVER, _ALL, "number of hidden layers"),
-    Column("loss", S, Role.LEVER, _SUP, "training loss: cross_entropy | mse | l1"),
+    Column("loss", S, Role.LEVER, _SUP, "training loss: cross_entropy | mse | l1; generative runs: the arch's "
+           "objective, elbo (vae) | adversarial (gan) | nll (flow) | denoising (diffusion)"),
     Column("init_scale", F, Role.LEVER, _ALL, "initial weight std as a multiple of He std"),
     Column("lr", F, Role.LEVER, _ALL, "learning rate"),
     Column("batch_size", I, Role.LEVER, _ALL, "minibatch size actually used (= n_train when full_batch)"),
@@ -116,7 +118,9 @@ RUNS_SCHEMA: tuple[Column, ...] = (
     # --- oriented levers (DESIGN.md §2) -------------------------------------------
     Column("capacity", F, Role.LEVER, _ALL, "log10(trainable parameters)"),
     Column("inductive_bias", I, Role.LEVER, _ALL, "1 when the architecture's structure matches the data, 0 for a plain MLP"),
-    Column("loss_matched", I, Role.LEVER, _SUP, "1 when the loss is the NLL of the right output distribution"),
+    Column("loss_matched", I, Role.LEVER, _SUP, "1 when the loss is the NLL of the right output distribution; "
+           "generative runs: 1 for the likelihood objectives (flow NLL, VAE ELBO, diffusion's reweighted ELBO), "
+           "0 for the GAN's game"),
     Column("init_quality", F, Role.LEVER, _ALL, "-abs(log2(init scale / He scale)); 0 is He initialization"),
     Column("optimizer", S, Role.LEVER, _ALL, "sgd | momentum | adam"),
     Column("log_lr", F, Role.LEVER, _ALL, "log10 learning rate"),
@@ -140,14 +144,18 @@ RUNS_SCHEMA: tuple[Column, ...] = (
     # non-positive estimate (bias_sq below the replica noise, no positive curvature)
     Column("gradient_stability", F, Role.MEDIATOR, _SUP,
            "-abs(log10(|dL/da_1| / |dL/da_K|)) at init over the first and last hidden layers' pre-activations; "
-           "0 is balanced; null for depth 1", nullable=True),
+           "0 is balanced; null for depth 1. Generative: on the training objective's path (VAE: encoder's first, "
+           "decoder's last; GAN: the generator's, under the generator loss; null for the flow, whose couplings start "
+           "as the identity, so no gradient reaches their hidden layers at init)",
+           nullable=True),
     Column("sharpness", F, Role.MEDIATOR, _SUP,
            "log10 top Hessian eigenvalue of the training loss at the end of training (12 Lanczos steps on the first "
-           "64 training examples of each replica, whatever n_train); null if diverged or <= 0", nullable=True),
+           "64 training examples of each replica, whatever n_train; generative: fixed noise draws); null if "
+           "diverged or <= 0, and for the GAN (a game, no single objective)", nullable=True),
     Column("implicit_reg", F, Role.MEDIATOR, _SUP,
            "log10((1/4) mean over the last half of training of h*|grad L_batch|^2), h the effective step: lr (SGD), "
-           "lr/(1-0.9) (momentum), Adam's preconditioned lr/(sqrt(v_hat)+eps) per coordinate; null if diverged",
-           nullable=True),
+           "lr/(1-0.9) (momentum), Adam's preconditioned lr/(sqrt(v_hat)+eps) per coordinate; null if diverged "
+           "and for the GAN", nullable=True),
     Column("bias_sq", F, Role.MEDIATOR, _SUP,
            "log10 unbiased bias^2: mean over in-distribution test inputs of |ensemble-mean prediction - clean "
            "target|^2 minus variance/K (classes: softmax probabilities vs one-hot); null if diverged or <= 0",
@@ -157,7 +165,10 @@ RUNS_SCHEMA: tuple[Column, ...] = (
            "(disjoint training sets); null if diverged", nullable=True),
     Column("convergence", F, Role.MEDIATOR, _SUP,
            "-log10(final train loss / best-constant-predictor loss), both in the evaluation loss (cross-entropy "
-           "for classes, MSE for regression); null if diverged", nullable=True),
+           "for classes, MSE for regression); null if diverged. Generative: flow and VAE, the log10 likelihood ratio "
+           "per data axis over the best single Gaussian on the training set, (NLL_gauss - NLL_final)/(D ln 10) "
+           "(the VAE's -ELBO bounds its NLL); diffusion, -log10(final denoising MSE / MSE of predicting eps = 0); "
+           "both on the whole training set with fixed noise; null for the GAN", nullable=True),
     Column("diverged", I, Role.MEDIATOR, _SUP,
            "1 when any replica diverged (a non-finite loss or one above 1000x the initial loss)"),
     Column("diverged_step", I, Role.MEDIATOR, _OPT,
@@ -181,10 +192,20 @@ RUNS_SCHEMA: tuple[Column, ...] = (
            nullable=True),
     Column("ece", F, Role.OUTCOME, _OPT, "expected calibration error (classification, in-distribution, 15 bins); "
            "null if diverged or regression", nullable=True),
-    Column("precision", F, Role.OUTCOME, _GEN, "k-NN manifold precision of generated samples", nullable=True),
-    Column("recall", F, Role.OUTCOME, _GEN, "k-NN manifold recall of generated samples", nullable=True),
-    Column("coverage", F, Role.OUTCOME, _GEN, "coverage of the real data by generated samples", nullable=True),
-    Column("density", F, Role.OUTCOME, _GEN, "density of generated samples in the real manifold", nullable=True),
+    # generative: 1,000 samples per replica against 1,000 held-out true samples (k = 5), replica means;
+    # null for supervised runs and diverged ones
+    Column("precision", F, Role.OUTCOME, _GEN, "k-NN manifold precision of generated samples (share inside the "
+           "real samples' 5-NN balls)", nullable=True),
+    Column("recall", F, Role.OUTCOME, _GEN, "k-NN manifold recall of generated samples (share of real samples "
+           "inside the generated samples' 5-NN balls)", nullable=True),
+    Column("coverage", F, Role.OUTCOME, _GEN, "coverage of the real data by generated samples (share of real "
+           "5-NN balls holding a generated sample)", nullable=True),
+    Column("density", F, Role.OUTCOME, _GEN, "density of generated samples in the real manifold (mean count of "
+           "real 5-NN balls holding a sample / 5; about 1 when the distributions agree)", nullable=True),
+    Column("mode_coverage", F, Role.OUTCOME, _GEN, "share of the true mixture's modes that receive at least 10% of "
+           "their expected samples within 3 std", nullable=True),
+    Column("sample_loglik", F, Role.OUTCOME, _GEN, "mean log-density (nats) of generated samples under the true "
+           "mixture", nullable=True),
     # --- provenance -----------------------------------------------------------------
     Column("engine", S, Role.PROVENANCE, _ALL, "batched | naive"),
     Column("device", S, Role.PROVENANCE, _ALL, "torch device the run trained on"),

@@ -34,9 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("batched", "naive"), default="batched", help="training engine")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device")
     p.add_argument("--replicas", type=int, default=4, help="K replicas per run (default 4)")
-    p.add_argument("--space", choices=("small", "large"), default="small",
-                   help="lever space: 'small' (default; fast, tests and CPU demos) or 'large' (the reference "
-                        "atlas and GPU sweeps: widths 16-64, depth 2-4, n_train 256-4,000, 25-100 epochs)")
+    p.add_argument("--space", choices=("small", "large", "generative"), default="small",
+                   help="lever space: 'small' (default; fast, tests and CPU demos), 'large' (the reference "
+                        "atlas and GPU sweeps: widths 16-64, depth 2-4, n_train 256-4,000, 25-100 epochs) or "
+                        "'generative' (VAE, GAN, flow and diffusion on a 2-D Gaussian mixture)")
     p.add_argument("--fix", action="append", default=[], metavar="LEVER=VALUE",
                    help="hold a lever constant (repeatable), e.g. --fix optimizer=adam")
     p.add_argument("--vary", action="append", default=[], metavar="LEVER=V1,V2",

@@ -32,7 +32,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from runs_generator.registry import arch_entry, loss_entry
+from runs_generator.registry import _load, arch_entry, loss_entry, task_family
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 from causal.errors import ConfigError
 
@@ -178,6 +178,24 @@ def train_runs(
         raise ConfigError(f"engine must be 'batched' or 'naive'; got {engine!r}")
     if chunk_size is not None and chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1; got {chunk_size}")
+    own: dict[str, list[int]] = defaultdict(list)  # families with their own trainer (TaskFamily.trainer)
+    for i, c in enumerate(configs):
+        if task_family(c.task).trainer:
+            own[task_family(c.task).trainer].append(i)
+    if own:
+        results: list[RunMetrics | None] = [None] * len(configs)
+        for path, idx in own.items():
+            out = _load(path)([configs[i] for i in idx], [data[i] for i in idx], engine=engine,
+                              device=resolve_device(device), dtype=dtype, chunk_size=chunk_size)
+            for i, m in zip(idx, out):
+                results[i] = m
+        rest = [i for i, m in enumerate(results) if m is None]
+        if rest:
+            out = train_runs([configs[i] for i in rest], [data[i] for i in rest], engine=engine, device=device,
+                             dtype=dtype, chunk_size=chunk_size)
+            for i, m in zip(rest, out):
+                results[i] = m
+        return results  # type: ignore[return-value]
     for c, d in zip(configs, data):
         _check(c, d)
     dev = resolve_device(device)

@@ -108,6 +108,7 @@ __all__ = [
     "DEFAULT_SPACE",
     "SMALL_SPACE",
     "LARGE_SPACE",
+    "GENERATIVE_SPACE",
     "SPACES",
     "SpaceName",
     "get_space",
@@ -432,10 +433,12 @@ class LeverSpace:
                     f"only with such a task)"
                 )
             v["arch"] = offered[0]
-        losses = tuple(name for name in allowed_losses(v["problem"]) if name in self.lever("loss").choices)
+        allowed = allowed_losses(v["problem"], v["arch"])  # a generative objective belongs to its arch
+        losses = tuple(name for name in allowed if name in self.lever("loss").choices)
         if not losses:
-            raise ConfigError(f"run {index}: space {self.name!r} offers no loss for a {v['problem']} run (its losses: "
-                              f"{list(self.lever('loss').choices)}); add one of {list(allowed_losses(v['problem']))}")
+            raise ConfigError(f"run {index}: space {self.name!r} offers no loss for a {v['problem']} run with "
+                              f"arch={v['arch']!r} (its losses: {list(self.lever('loss').choices)}); add one of "
+                              f"{list(allowed)}")
         if "loss" in forced:
             if v["loss"] not in losses:
                 fits = loss_entry(v["loss"]).problems
@@ -453,6 +456,11 @@ class LeverSpace:
                     f"loss={v['loss']!r}; add fix loss=cross_entropy"
                 )
             v["label_smoothing"] = 0.0
+        for name, value in family.neutral:  # levers that do not act on this family: their neutral value
+            if name in forced and v[name] != value:
+                raise ConfigError(f"run {index}: {name}={v[name]!r} does not act on task {v['task']!r} (it resolves "
+                                  f"to {value!r} there); drop the override or fix another task")
+            v[name] = value
         if v["problem"] == "classification":
             v["noise_dist"] = "gaussian"
         if self.arch_widths and "width" not in forced:  # the width lever's own uniform, on the arch's choices
@@ -615,8 +623,17 @@ LARGE_SPACE = LeverSpace(
     version="3-large", name="large", min_steps=400,
     arch_widths=(("mlp", (32, 64, 128, 256)), ("cnn", (16, 32, 64))),
 )
-SpaceName = Literal["small", "large"]
-SPACES: dict[str, LeverSpace] = {"small": SMALL_SPACE, "large": LARGE_SPACE}
+#: the generative family alone (issue 11 point 4): VAE, GAN, flow and diffusion on the 2-D mixture; the levers
+#: that do not act on it resolve to their neutral values (``TaskFamily.neutral``), the loss to the arch's objective
+GENERATIVE_SPACE = LeverSpace(
+    levers=_levers(width=(8, 16, 32, 64, 128), depth=(2, 3), batch=(64, 128, 256), batch_w=(1.0, 1.0, 1.0),
+                   n_train=(256, 512, 1024), epochs=(50, 100), init=(0.5, 2.0), tasks=("generative",),
+                   archs=("vae", "gan", "flow", "diffusion"), losses=("elbo", "adversarial", "nll", "denoising")),
+    version="1-generative", name="generative", min_steps=400,
+    lr_ranges=(("sgd", 3e-3, 0.3), ("momentum", 3e-4, 0.03), ("adam", 3e-4, 1e-2)),
+)
+SpaceName = Literal["small", "large", "generative"]
+SPACES: dict[str, LeverSpace] = {"small": SMALL_SPACE, "large": LARGE_SPACE, "generative": GENERATIVE_SPACE}
 DEFAULT_SPACE = SMALL_SPACE  # what a command with no --space draws from
 
 

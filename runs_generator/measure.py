@@ -38,6 +38,7 @@ __all__ = [
     "GRADSTAB_SUBSAMPLE",
     "gradient_stability",
     "top_hessian_eigenvalue",
+    "lanczos_top_eigenvalue",
     "log10_or_nan",
     "bias_variance",
     "ece",
@@ -143,11 +144,25 @@ def top_hessian_eigenvalue(ms, params: dict[str, torch.Tensor], iters: int = HES
 def _top_eigenvalue(ms, params: dict[str, torch.Tensor], k: int) -> torch.Tensor:
     x, y, mask = _subsample(ms, HESSIAN_SUBSAMPLE)
     names = list(params)
-    r = ms.r
     with torch.enable_grad():
         p = [params[n].detach().requires_grad_(True) for n in names]
         out = forward(ms.spec, dict(zip(names, p)), x, mode="batchstat", residual=ms.residual, rowmask=mask)
         loss = ms.objective(out, y, mask).sum()
+        return lanczos_top_eigenvalue(loss, p, _start_vectors(ms, p), k)
+
+
+def lanczos_top_eigenvalue(loss: torch.Tensor, p: list[torch.Tensor], start: list[torch.Tensor],
+                           k: int) -> torch.Tensor:
+    """Top Ritz value (R,) of each model's Hessian of ``loss`` after ``k`` Lanczos steps (one HVP each).
+
+    ``loss`` is the sum over the R stacked models of each model's objective,
+    built from the leaves ``p`` (each (R, ...), ``requires_grad``); ``start``
+    holds each model's unit start vector, split like ``p``. See
+    :func:`top_hessian_eigenvalue` for the method.
+    """
+    r = p[0].shape[0]
+    device, dtype = p[0].device, p[0].dtype
+    with torch.enable_grad():
         grads = torch.autograd.grad(loss, p, create_graph=True)
 
         def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -156,14 +171,14 @@ def _top_eigenvalue(ms, params: dict[str, torch.Tensor], k: int) -> torch.Tensor
         # the Lanczos basis of every model, flat: basis[r, j] is model r's v_j
         shapes = [t.shape[1:] for t in p]
         sizes = [t[0].numel() for t in p]
-        basis = torch.zeros(r, k, sum(sizes), device=ms.device, dtype=ms.dtype)
-        basis[:, 0] = torch.cat([t.reshape(r, -1) for t in _start_vectors(ms, p)], dim=1)
-        alpha = torch.zeros(r, k, device=ms.device, dtype=ms.dtype)
-        beta = torch.zeros(r, k, device=ms.device, dtype=ms.dtype)  # beta[:, j] couples v_j and v_j+1
-        steps = torch.full((r,), k, device=ms.device, dtype=torch.int64)  # valid steps m_r of each model
-        active = torch.ones(r, device=ms.device, dtype=torch.bool)
-        scale = torch.zeros(r, device=ms.device, dtype=ms.dtype)  # max ||H v_j||: the breakdown yardstick
-        tol = _BREAKDOWN_TOL * torch.finfo(ms.dtype).eps
+        basis = torch.zeros(r, k, sum(sizes), device=device, dtype=dtype)
+        basis[:, 0] = torch.cat([t.reshape(r, -1) for t in start], dim=1)
+        alpha = torch.zeros(r, k, device=device, dtype=dtype)
+        beta = torch.zeros(r, k, device=device, dtype=dtype)  # beta[:, j] couples v_j and v_j+1
+        steps = torch.full((r,), k, device=device, dtype=torch.int64)  # valid steps m_r of each model
+        active = torch.ones(r, device=device, dtype=torch.bool)
+        scale = torch.zeros(r, device=device, dtype=dtype)  # max ||H v_j||: the breakdown yardstick
+        tol = _BREAKDOWN_TOL * torch.finfo(dtype).eps
         for j in range(k):
             v = [part.view(r, *shape) for part, shape in zip(basis[:, j].split(sizes, dim=1), shapes)]
             w = torch.cat([h.detach().reshape(r, -1) for h in hvp(v)], dim=1)  # (R, N)
@@ -189,7 +204,7 @@ def _top_eigenvalue(ms, params: dict[str, torch.Tensor], k: int) -> torch.Tensor
             beta[:, j] = bj
             inv = torch.where(active, 1.0 / torch.where(active, bj, torch.ones_like(bj)), torch.zeros_like(bj))
             basis[:, j + 1] = w * inv.unsqueeze(1)
-    return _top_ritz(alpha, beta, steps).to(device=ms.device, dtype=ms.dtype)
+    return _top_ritz(alpha, beta, steps).to(device=device, dtype=dtype)
 
 
 def _top_ritz(alpha: torch.Tensor, beta: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:

@@ -245,7 +245,7 @@ TASKS: dict[str, TaskFamily] = {
         TaskFamily(
             name="generative", problems=("generation",), archs=("vae", "gan", "flow", "diffusion"),
             matched_archs=frozenset(), data="runs_generator.generative:generative_data",
-            trainer="runs_generator.generative:train_generative",
+            trainer="runs_generator._gen_trainer:train_generative",
             neutral=(("label_smoothing", 0.0), ("dropout", 0.0), ("augmentation", False),
                      ("early_stopping", False), ("normalization", "none"), ("noise", 0.0),
                      ("noise_dist", "gaussian")),

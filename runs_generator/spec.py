@@ -144,3 +144,10 @@ class RunMetrics:
     train_loss_final: float | None
     wall_time_s: float
     extra: dict = field(default_factory=dict)  # per-replica spreads etc.
+    # generative runs only (None for supervised ones): sample quality against held-out true samples
+    precision: float | None = None
+    recall: float | None = None
+    coverage: float | None = None
+    density: float | None = None
+    mode_coverage: float | None = None
+    sample_loglik: float | None = None

@@ -134,11 +134,13 @@ def make_row(config: RunConfig, data: TaskData, metrics: RunMetrics, prov: Prove
         "gen_gap": metrics.gen_gap,
         "deployment_risk": metrics.deployment_risk,
         "ece": metrics.ece,
-        # generative-only outcomes: null for supervised runs
-        "precision": None,
-        "recall": None,
-        "coverage": None,
-        "density": None,
+        # generative-only outcomes: null for supervised runs (RunMetrics leaves them None)
+        "precision": metrics.precision,
+        "recall": metrics.recall,
+        "coverage": metrics.coverage,
+        "density": metrics.density,
+        "mode_coverage": metrics.mode_coverage,
+        "sample_loglik": metrics.sample_loglik,
         "engine": prov.engine,
         "device": prov.device,
         "wall_time_s": metrics.wall_time_s,

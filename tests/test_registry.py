@@ -39,8 +39,20 @@ def test_entries_match_the_spec_literals_and_the_lever_choices() -> None:
         assert set(family.problems) <= set(get_args(Problem)) and family.problems
         assert set(family.archs) <= set(ARCHS) and family.matched_archs <= set(family.archs)
         assert callable(family.make_data)
+    own_trainer = {a for f in TASKS.values() if f.trainer for a in f.archs}  # e.g. the generative family
     for entry in ARCHS.values():
-        assert isinstance(entry.impl(), StackedArch) and entry.impl().name == entry.name
+        impl = entry.impl()
+        assert impl.name == entry.name
+        if entry.name in own_trainer:  # trained by its family's trainer, from its GenerativeArch definition
+            from runs_generator.generative import GenerativeArch
+
+            assert isinstance(impl, GenerativeArch)
+        else:  # trained by the engine's stacked models
+            assert isinstance(impl, StackedArch)
+    for family in TASKS.values():  # a generative objective belongs to exactly one of the family's archs
+        for arch in family.archs:
+            for problem in family.problems:
+                assert registry.allowed_losses(problem, arch), (family.name, arch, problem)
     for problem in get_args(Problem):
         assert registry.allowed_losses(problem), f"no loss trains {problem}"
 
