@@ -144,6 +144,9 @@ COMPUTED: dict[str, Computed] = {c.column: c for c in (
     Computed("log_lr", (), ("optimizer_momentum", "optimizer_adam"),
              "log10 lr, drawn on a range per optimizer (schema 2.0)"),
     Computed("label_smoothing", (), ("loss", "problem"), "forced to 0 unless the loss is cross-entropy"),
+    # randomized within the transfer family only (0 elsewhere): the family confounds it, and adjusting for
+    # the task contrasts leaves the within-transfer contrast as the estimate
+    Computed("pretrained", (), ("task",), "drawn 0/1 on the transfer family, 0 on families without a source task"),
 )}
 
 

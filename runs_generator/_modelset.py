@@ -83,6 +83,9 @@ class ModelSet:
     init_seeds: list[int]
     batch_seeds: list[int]
     noise_seeds: list[int]  # dropout and augmentation streams
+    #: per model: the hidden-layer parameters it starts from (a pretrained transfer run's source model,
+    #: :mod:`runs_generator.transfer`), or None to keep its own initialization; None when no model has one
+    init_states: list[dict[str, torch.Tensor] | None] | None = None
 
     @property
     def r(self) -> int:
@@ -114,6 +117,20 @@ class ModelSet:
             else:
                 changes[f.name] = [v[i] for i in idx]
         return replace(self, **changes)
+
+    @torch.no_grad()
+    def load_pretrained(self, params: dict[str, torch.Tensor]) -> None:
+        """Overwrite, in place, the initial parameters of models that start from a source model.
+
+        ``params`` are the stacked initial parameters (R, ...); a model's entries
+        named in its ``init_states`` dict (its hidden layers) are replaced, the
+        rest (the head) keep the model's own initialization.
+        """
+        if self.init_states is None:
+            return
+        for i, state in enumerate(self.init_states):
+            for name, value in (state or {}).items():
+                params[name][i].copy_(value)
 
     def noise_streams(self):
         """Fresh per-model dropout / augmentation streams (:func:`runs_generator._noise.make_streams`)."""
@@ -198,9 +215,14 @@ def _reduce(per_ex: torch.Tensor, rowmask: torch.Tensor | None) -> torch.Tensor:
 
 
 def build_model_set(
-    configs: Sequence[RunConfig], datas: Sequence[TaskData], device: torch.device, dtype: torch.dtype
+    configs: Sequence[RunConfig], datas: Sequence[TaskData], device: torch.device, dtype: torch.dtype,
+    init_states: Sequence[dict[str, torch.Tensor] | None] | None = None,
 ) -> ModelSet:
-    """Stack the replicas of ``configs`` (one ArchSpec) into a :class:`ModelSet`."""
+    """Stack the replicas of ``configs`` (one ArchSpec) into a :class:`ModelSet`.
+
+    ``init_states``, one per run (or None): the hidden-layer parameters ``{name: (K, ...)}``
+    that the run's K replicas start from (:func:`runs_generator.transfer.source_states`).
+    """
     spec = arch_spec(configs[0], datas[0])
     run_of, rep, cfg_of = [], [], []
     xs, ys, xv, yv, xt = [], [], [], [], []
@@ -260,4 +282,13 @@ def build_model_set(
         init_seeds=[model_seed(c.seed, k, STREAM_INIT) for c, k in zip(cfg_of, rep)],
         batch_seeds=[model_seed(c.seed, k, STREAM_BATCHES) for c, k in zip(cfg_of, rep)],
         noise_seeds=[model_seed(c.seed, k, STREAM_NOISE) for c, k in zip(cfg_of, rep)],
+        init_states=_per_model_states(init_states, run_of, rep, device, dtype),
     )
+
+
+def _per_model_states(states, run_of: list[int], rep: list[int], device, dtype):
+    """Per-run states {name: (K, ...)} -> per-model {name: (...)} on ``device`` (None when there are none)."""
+    if states is None or all(s is None for s in states):
+        return None
+    return [None if states[j] is None else {n: v[k].to(device=device, dtype=dtype) for n, v in states[j].items()}
+            for j, k in zip(run_of, rep)]

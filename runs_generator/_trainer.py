@@ -147,16 +147,20 @@ def _augment(ms: ModelSet, xb: torch.Tensor, streams: ModelStreams, shift: bool)
     return xa
 
 
-def train_model_set(ms: ModelSet, *, fused: bool | None = None) -> list[RunMetrics]:
+def train_model_set(ms: ModelSet, *, fused: bool | None = None,
+                    state_out: dict[str, torch.Tensor] | None = None) -> list[RunMetrics]:
     """Train every model of ``ms`` as one batched computation and measure it.
 
     ``fused`` picks the hand-written backward (:func:`runs_generator._fused.loss_and_grads`)
     or autograd through the stacked forward; None (default) uses the hand-written
-    one where the architecture's registry entry has it.
+    one where the architecture's registry entry has it. ``state_out``, when given,
+    is filled with the trained parameters ``{name: (R, ...)}`` (the source models
+    of :mod:`runs_generator.transfer`).
     """
     t0 = time.perf_counter()
     dev, dt, r = ms.device, ms.dtype, ms.r
     params = init_params(ms.spec, ms.init_seeds, [ms.configs[j].init_scale for j in ms.run_of_model], dev, dt)
+    ms.load_pretrained(params)  # a pretrained run's replicas start from its source model's hidden layers
     running = init_running(ms.spec, r, dev, dt)
     streams = ms.noise_streams()
     grad_stab = gradient_stability(ms, params)
@@ -233,6 +237,8 @@ def train_model_set(ms: ModelSet, *, fused: bool | None = None) -> list[RunMetri
         diverged_step=bad_step,
         wall_time_s=time.perf_counter() - t0,
     )
+    if state_out is not None:
+        state_out.update({k: v.detach().clone() for k, v in params.items()})
     return finalize(ms, params, running, stats, t0)
 
 

@@ -201,8 +201,12 @@ def train_runs(
     dev = resolve_device(device)
     if dev.type == "cpu":
         _tune_malloc()
+    from runs_generator.transfer import source_states
+
+    # pretrained runs: the source models their replicas start from (cached; trained here when missing)
+    states = source_states(configs, data, dev, dtype)
     if engine == "naive":
-        return [train_run_naive(c, d, dev, dtype) for c, d in zip(configs, data)]
+        return [train_run_naive(c, d, dev, dtype, init_state=states.get(i)) for i, (c, d) in enumerate(zip(configs, data))]
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (c, d) in enumerate(zip(configs, data)):
         shape = (tuple(d.input_shape), int(d.n_outputs), d.problem)
@@ -219,7 +223,8 @@ def train_runs(
                 n_models += configs[i].replicas
                 continue
             chunk.sort(key=lambda j: configs[j].optimizer == "adam")  # optimizer blocks (see FlatOptimizer)
-            ms = build_model_set([configs[j] for j in chunk], [data[j] for j in chunk], dev, dtype)
+            ms = build_model_set([configs[j] for j in chunk], [data[j] for j in chunk], dev, dtype,
+                                 init_states=[states.get(j) for j in chunk])
             for j, m in zip(chunk, train_model_set(ms)):
                 results[j] = m
             chunk, n_models = ([i], configs[i].replicas) if i >= 0 else ([], 0)

@@ -36,11 +36,16 @@ def _eval_loss(out: torch.Tensor, y: torch.Tensor, classification: bool) -> torc
     return loss_entry("cross_entropy" if classification else "mse").reference(out, y, classification=classification)
 
 
-def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dtype: torch.dtype) -> RunMetrics:
-    """Train one run's K replicas one at a time and measure them."""
+def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dtype: torch.dtype,
+                    init_state: dict[str, torch.Tensor] | None = None) -> RunMetrics:
+    """Train one run's K replicas one at a time and measure them.
+
+    ``init_state``: the hidden layers ``{name: (K, ...)}`` a pretrained run's replicas start from.
+    """
     t0 = time.perf_counter()
-    ms: ModelSet = build_model_set([config], [data], device, dtype)
+    ms: ModelSet = build_model_set([config], [data], device, dtype, init_states=[init_state])
     init = init_params(ms.spec, ms.init_seeds, [config.init_scale] * ms.r, device, dtype)
+    ms.load_pretrained(init)
     grad_stab = gradient_stability(ms, init)
     loss_init = full_train_loss(ms, init, {k: v for k, v in _fresh_running(ms).items()})
     idx_all = ms.minibatch_indices()

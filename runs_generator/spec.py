@@ -69,6 +69,9 @@ class RunConfig:
     steps: int
     epochs: float = 0.0  # the budget in passes over the training set (steps = max(min, epochs x n / batch))
     replicas: int = 4  # K
+    pretrained: bool = False  # transfer: start from a model trained on the source task (False elsewhere)
+    source_similarity: float | None = None  # transfer: similarity of the target to its source (None elsewhere)
+    source_steps: int | None = None  # transfer: the source model's training budget (None unless pretrained)
 
     @property
     def effective_batch(self) -> int:

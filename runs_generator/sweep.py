@@ -296,7 +296,10 @@ def _train_shard(job: ShardJob) -> tuple[int, int, float]:
         device = str(resolve_device(cfg.device))
     else:
         trainer, device = job.trainer, "cpu" if cfg.device == "auto" else cfg.device
-    metrics = trainer(configs, data, engine=cfg.engine, device=device)
+    from runs_generator.transfer import SOURCE_CACHE_DIR, source_cache_dir
+
+    with source_cache_dir(cfg.out / SOURCE_CACHE_DIR):  # pretrained runs' source models, shared by every shard
+        metrics = trainer(configs, data, engine=cfg.engine, device=device)
     if len(metrics) != len(configs):
         raise RuntimeError(f"shard {job.shard}: the trainer returned {len(metrics)} results for {len(configs)} runs")
     versions = _versions()

@@ -15,7 +15,7 @@ from typing import Any
 
 from causal.errors import SchemaError
 from causal.schema import RUNS_SCHEMA, Dtype, Scope
-from runs_generator.registry import inductive_bias, loss_entry
+from runs_generator.registry import inductive_bias, loss_entry, task_family
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 
 __all__ = ["Provenance", "make_row", "oriented_columns"]
@@ -61,7 +61,7 @@ def oriented_columns(config: RunConfig, n_params: int, n_outputs: int) -> dict[s
         "data_noise": config.noise,
         "overparam": overparam,
         "overparameterized": int(overparam > 0),
-        "pretrained": 0,
+        "pretrained": int(config.pretrained),  # 0 on every family without a source task (scratch by construction)
     }
 
 
@@ -120,6 +120,10 @@ def make_row(config: RunConfig, data: TaskData, metrics: RunMetrics, prov: Prove
         "normalization": config.normalization,
         "residual": int(config.residual),
         **oriented_columns(config, metrics.n_params, data.n_outputs),
+        # transfer: the target's source task (null on families without one); its budget only when pretrained
+        "source_task": task_family(config.task).source_task or None,
+        "source_similarity": config.source_similarity,
+        "source_steps": config.source_steps,
         "gradient_stability": metrics.gradient_stability,
         "sharpness": metrics.sharpness,
         "implicit_reg": metrics.implicit_reg,
