@@ -20,7 +20,11 @@ features.
 Minority subgroup (``deployment_risk``): denser graphs (edge probability
 ``GRAPH_P_MINORITY``), ``MINORITY_TRAIN`` of training data, half of the
 group-balanced test set, as in :mod:`runs_generator.tasks`. Label noise replaces
-a fraction ``noise`` of the labels by another class.
+a fraction ``noise`` of the labels by another class. The ``augmentation`` lever
+is the trainer's generic input jitter (Gaussian, std 0.1, on adjacency and
+colours alike: the GNN then sees weakly weighted non-edges); a random node
+relabelling would be the graph's own augmentation, but the trainer has no
+per-family hook for it yet.
 
 **GNN** (``arch='gnn'``, a custom :class:`~runs_generator.models.StackedArch`).
 ``depth`` GraphConv layers (Morris et al. 2019, as powerful as 1-WL) of width
@@ -65,8 +69,8 @@ GRAPH_COLOURS = 3  # colour classes (= classes of the label); GRAPH_NODES / GRAP
 GRAPH_P = 0.3  # edge probability of the majority group (mean degree 3.3)
 GRAPH_P_MINORITY = 0.5  # edge probability of the minority subgroup (denser graphs)
 
-_TAG_REPLICAS, _TAG_TEST, _TAG_GROUPS = 13, 12, 15  # as runs_generator.tasks; the task name enters the seed too
-_TASK_ID = 4  # distinguishes the graph family's streams from the other families'
+_TAG_REPLICAS, _TAG_TEST, _TAG_GROUPS = 13, 12, 15  # as runs_generator.tasks, with _TASK_ID in every seed
+_TASK_ID = 4  # keeps the graph family's streams apart from the other families' (same run seed, other data)
 
 
 # --- data --------------------------------------------------------------------------
