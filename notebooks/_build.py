@@ -764,7 +764,8 @@ DOUBLE_DESCENT = [
     md("""
         ## Test error, bias² and variance against width
 
-        Parameters of a one-hidden-layer MLP on MNIST-1D (40 inputs, 10 classes): 51 × width + 10.
+        Parameters of a one-hidden-layer MLP on MNIST-1D (40 inputs, 10 classes): 51 × width + 10 (bottom
+        axis; the width is on the top axis).
         Two thresholds are marked:
 
         - the **nominal** interpolation threshold of the package's `overparam` column: parameters =
@@ -800,6 +801,10 @@ DOUBLE_DESCENT = [
             ax.set_xscale("log")
             ax.set_xlabel("parameters")
             ax.set_title(label, fontsize=9)
+            top = ax.secondary_xaxis("top", functions=(lambda p: np.maximum(p - 10, 1e-9) / 51, lambda w: 51 * w + 10))
+            top.set_xticks([8, 32, 128, 512], labels=["8", "32", "128", "512"])
+            top.tick_params(labelsize=7)
+            top.set_xlabel("width", fontsize=7, labelpad=1)
         axes[0].legend(fontsize=7, loc="lower left")
         fig.suptitle("MNIST-1D, 15% label noise, one hidden layer, n_train 1,000: width 8 to 1,024", fontsize=10)
         fig.tight_layout()
