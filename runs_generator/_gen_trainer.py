@@ -421,7 +421,7 @@ def _mean(values) -> float | None:
     return float(v.mean()) if v.size and np.isfinite(v).all() else None
 
 
-def _finalize(ch: _Chunk, trained: _Trained, gs: np.ndarray, li: np.ndarray, noise: dict,
+def _finalize(ch: _Chunk, trained: _Trained, gs: np.ndarray, li: np.ndarray, noise: dict, thresh: torch.Tensor,
               t0: float) -> list[RunMetrics]:
     from runs_generator.sample_quality import mode_coverage, prdc, sample_loglik
 
@@ -439,7 +439,9 @@ def _finalize(ch: _Chunk, trained: _Trained, gs: np.ndarray, li: np.ndarray, noi
     bad = trained.bad_step.cpu().numpy()
     imp = trained.implicit.cpu().double().numpy()
     finite = np.isfinite(samples.reshape(ch.r, -1)).all(1) & (np.isfinite(lf) | gan)
-    diverged = (bad > 0) | ~finite
+    with np.errstate(invalid="ignore"):  # an exploded final objective, as for a minibatch
+        exploded = lf > thresh.cpu().double().numpy()
+    diverged = (bad > 0) | ~finite | exploded
     n_params = sum(int(np.prod(s)) for g in ch.arch.shapes(ch.width, ch.depth, ch.dim).values() for _, s, _ in g)
     wall = (time.perf_counter() - t0) / len(ch.configs)
     run_of = np.asarray(ch.run_of)
@@ -500,7 +502,7 @@ def train_chunk(configs: Sequence[RunConfig], datas: Sequence[TaskData], *, engi
         thresh = EXPLODE_FACTOR * torch.clamp(li_t.abs(), min=1.0)
         thresh = torch.where(torch.isfinite(thresh), thresh, torch.full_like(thresh, math.inf))
     train = _train_batched if engine == "batched" else train_run_naive_generative
-    return _finalize(ch, train(ch, init, thresh), gs, li, noise, t0)
+    return _finalize(ch, train(ch, init, thresh), gs, li, noise, thresh, t0)
 
 
 def _check(c: RunConfig, d: TaskData) -> None:

@@ -10,10 +10,14 @@ consumer         what it reads
 ``levers``       the choices of the ``task``, ``arch`` and ``loss`` levers;
                  which problems and architectures a task allows (and the
                  fallback when a drawn one does not apply); which losses a
-                 problem allows
+                 problem (and an architecture, :attr:`LossEntry.archs`)
+                 allows; the levers that do not act on a family and their
+                 neutral values (:attr:`TaskFamily.neutral`)
 ``tasks``        the family's data builder (:attr:`TaskFamily.make_data`)
 ``engine``       the architecture's cost per position (batch bucket), the
-                 loss/problem refusal
+                 loss/problem refusal, and a family's own trainer
+                 (:attr:`TaskFamily.trainer`: the generative family's runs
+                 train in :mod:`runs_generator._gen_trainer`)
 ``table``        ``inductive_bias`` (:attr:`TaskFamily.matched_archs`) and
                  ``loss_matched`` (:meth:`LossEntry.matched`)
 ``_trainer`` /   the augmentation (:attr:`TaskFamily.shift_augment`), whether the
