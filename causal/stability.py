@@ -269,11 +269,19 @@ def validate_baseline(doc: Any, *, source: str = "baseline") -> dict[str, Any]:
     return doc
 
 
+def _setting(key: str, value: Any) -> Any:
+    """A setting as the comparison sees it: only the major part of a schema version (a minor bump only adds
+    columns, and readers accept files of the same major version: ``causal.schema.SCHEMA_VERSION``)."""
+    if key == "schema_version" and isinstance(value, str):
+        return value.split(".")[0]
+    return value
+
+
 def _compare_settings(doc: dict[str, Any], effects: Any, source: str) -> None:
     mine = fit_settings(effects)
     theirs = doc.get("settings") or {}
     differ = [f"{k}: baseline {theirs[k]!r}, this fit {mine[k]!r}"
-              for k in SETTINGS if k in mine and k in theirs and mine[k] != theirs[k]]
+              for k in SETTINGS if k in mine and k in theirs and _setting(k, mine[k]) != _setting(k, theirs[k])]
     if differ:
         raise BaselineError(
             f"baseline {source!r} was made with other settings, so its estimates are not comparable: "

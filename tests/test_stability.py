@@ -117,6 +117,21 @@ def test_a_baseline_made_with_other_settings_is_refused(baseline):
         check_signs(fit_edges(d[d["problem"] == "classification"]), baseline)
 
 
+def test_a_baseline_of_an_older_minor_schema_still_checks(baseline_fit, baseline, tmp_path):
+    """A minor schema bump only adds columns: a baseline written under 2.0 checks a 2.x fit; another major is refused."""
+    doc = json.loads(baseline.read_text())
+    major = doc["settings"]["schema_version"].split(".")[0]
+    for version, ok in ((f"{major}.0", True), (f"{major}.99", True), (f"{int(major) + 1}.0", False)):
+        doc["settings"]["schema_version"] = version
+        path = tmp_path / f"v{version}.json"
+        path.write_text(json.dumps(doc))
+        if ok:
+            assert check_signs(baseline_fit, path).passed
+        else:
+            with pytest.raises(BaselineError, match=rf"schema_version: baseline '{version}'"):
+                check_signs(baseline_fit, path)
+
+
 def test_baseline_errors_name_the_file(tmp_path, baseline):
     with pytest.raises(BaselineError, match="nope.json.*does not exist"):
         read_baseline(tmp_path / "nope.json")
