@@ -34,10 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("batched", "naive"), default="batched", help="training engine")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device")
     p.add_argument("--replicas", type=int, default=4, help="K replicas per run (default 4)")
-    p.add_argument("--space", choices=("small", "large", "generative"), default="small",
+    p.add_argument("--space", choices=("small", "large", "generative", "transfer"), default="small",
                    help="lever space: 'small' (default; fast, tests and CPU demos), 'large' (the reference "
                         "atlas and GPU sweeps: widths 16-64, depth 2-4, n_train 256-4,000, 25-100 epochs) or "
-                        "'generative' (VAE, GAN, flow and diffusion on a 2-D Gaussian mixture)")
+                        "'generative' (VAE, GAN, flow and diffusion on a 2-D Gaussian mixture) or 'transfer' "
+                        "(the transfer family beside the teacher one: pretrained vs scratch at few labels)")
     p.add_argument("--fix", action="append", default=[], metavar="LEVER=VALUE",
                    help="hold a lever constant (repeatable), e.g. --fix optimizer=adam")
     p.add_argument("--vary", action="append", default=[], metavar="LEVER=V1,V2",

@@ -10,7 +10,7 @@ one lever fixed (``fix``) or cycling it (``vary``) leaves every other lever's
 draw unchanged. New levers must be appended at the end of :func:`_levers`
 to keep old sweeps reproducible.
 
-Two spaces (:data:`SPACES`, picked with ``--space`` / ``generate(space=...)``):
+The spaces (:data:`SPACES`, picked with ``--space`` / ``generate(space=...)``):
 
 * ``small`` (the default of ``udl generate`` and ``generate()``, so a command
   with nothing else given finishes in minutes on a laptop) — fast, for tests
@@ -26,6 +26,10 @@ Two spaces (:data:`SPACES`, picked with ``--space`` / ``generate(space=...)``):
   n_train (+0.09 per doubling for the CNN), fell with init scale above 2, and the
   MLPs were width-limited, so n_train starts at 1,024 (256 and 512 are in reach
   of ``fix``), init scale stops at 2 and MLPs reach 256 units.
+* ``transfer`` — the transfer family beside the teacher one (MLPs, small-space
+  ranges): ``pretrained`` 0/1, ``source_similarity`` 0 / 0.5 / 0.8 / 1 and
+  ``source_steps`` 250 / 1,000 vary within the transfer family
+  (:mod:`runs_generator.transfer`), as they would in a space of every family.
 
 Levers that do not apply to a run, or whose range depends on another lever, are
 resolved deterministically (the draw itself stays independent of the other
@@ -58,15 +62,6 @@ lever                     resolution
                           classes; the Brier score is trained on hard targets)
 ``noise_dist``            ``gaussian`` for classification (label noise has no
                           distribution; kept constant so the column is not noise)
-neutral levers            a family's levers that do not act on it resolve to
-                          their neutral values (``TaskFamily.neutral``); the
-                          generative family: ``dropout`` 0, ``label_smoothing``
-                          0, ``augmentation`` and ``early_stopping`` off,
-                          ``normalization`` none, ``noise`` 0, ``noise_dist``
-                          gaussian; a fixed other value is refused
-``problem``, ``loss``     generative runs: ``generation`` and the arch's own
-                          objective (vae ``elbo``, gan ``adversarial``, flow
-                          ``nll``, diffusion ``denoising``)
 neutral levers            a family's levers that do not act on it resolve to
                           their neutral values (``TaskFamily.neutral``); the
                           generative family: ``dropout`` 0, ``label_smoothing``
@@ -670,7 +665,7 @@ LARGE_SPACE = LeverSpace(
     version="3-large", name="large", min_steps=400,
     arch_widths=(("mlp", (32, 64, 128, 256)), ("cnn", (16, 32, 64))),
 )
-#: the transfer family beside the teacher one, small-space ranges (issue 11 point 3; not yet a ``--space``):
+#: the transfer family beside the teacher one, small-space ranges (issue 11 point 3; ``--space transfer``):
 #: ``pretrained`` varies within the transfer family only, as it would in a space of every family
 TRANSFER_SPACE = LeverSpace(
     levers=_levers(width=(8, 16, 32, 64), depth=(2, 3), batch=(32, 64, "full"), batch_w=(1.0, 1.0, 1.0),
@@ -688,8 +683,9 @@ GENERATIVE_SPACE = LeverSpace(
     # plain SGD on likelihood objectives in nats diverged in one step from lr 0.01 (VAE, flow; 120-run sweep)
     lr_ranges=(("sgd", 1e-3, 0.1), ("momentum", 1e-4, 0.01), ("adam", 3e-4, 1e-2)),
 )
-SpaceName = Literal["small", "large", "generative"]
-SPACES: dict[str, LeverSpace] = {"small": SMALL_SPACE, "large": LARGE_SPACE, "generative": GENERATIVE_SPACE}
+SpaceName = Literal["small", "large", "generative", "transfer"]
+SPACES: dict[str, LeverSpace] = {"small": SMALL_SPACE, "large": LARGE_SPACE, "generative": GENERATIVE_SPACE,
+                                 "transfer": TRANSFER_SPACE}
 DEFAULT_SPACE = SMALL_SPACE  # what a command with no --space draws from
 
 
@@ -705,5 +701,4 @@ def get_space(space: "str | LeverSpace") -> LeverSpace:
 
 #: RunConfig fields that are levers of the space (everything but ids and replicas)
 LEVER_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name not in ("run_index", "seed", "replicas"))
-assert all(set(LEVER_FIELDS) == set(sp.names) for sp in (*SPACES.values(), TRANSFER_SPACE)), \
-    "lever space and RunConfig disagree"
+assert all(set(LEVER_FIELDS) == set(sp.names) for sp in SPACES.values()), "lever space and RunConfig disagree"

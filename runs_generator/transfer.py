@@ -63,6 +63,8 @@ import functools
 import hashlib
 import json
 import math
+import re
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -320,7 +322,32 @@ def _write(path: Path, entry: dict) -> None:
     from runs_generator.storage import _atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_temps(path.parent)
     _atomic_write(path, lambda tmp: torch.save(entry, tmp))
+
+
+_TEMP_RE = re.compile(r"^\.src-[0-9a-f]+\.pt\.(?:([A-Za-z0-9_]+)-)?(\d+)\.tmp$")
+
+
+def _clean_temps(folder: Path, other_hosts_after_s: float = 86400.0) -> None:
+    """Remove temp files that killed writers left (never read: a temp name is not a model's name).
+
+    As :func:`runs_generator.storage.clean_stray_temps`: this host's when the writer's
+    pid is gone, another host's after a day.
+    """
+    from runs_generator.storage import _HOST, _pid_alive
+
+    for p in folder.iterdir():
+        m = _TEMP_RE.match(p.name)
+        if not m:
+            continue
+        host, pid = m.group(1), int(m.group(2))
+        try:
+            stale = (not _pid_alive(pid)) if host in (None, _HOST) else time.time() - p.stat().st_mtime > other_hosts_after_s
+        except FileNotFoundError:
+            continue
+        if stale:
+            p.unlink(missing_ok=True)
 
 
 def _train_source(scfg: RunConfig, sweep_seed: int, device, dtype) -> dict:

@@ -195,7 +195,7 @@ def test_spaces_by_name_and_their_ranges():
     small, large = SMALL_SPACE.draw_all(0, 400), LARGE_SPACE.draw_all(0, 400)
     assert max(c.n_train for c in small) <= 256 and max(c.n_train for c in large) == 4000
     assert min(c.n_train for c in small + large) >= 64  # every run's Hessian subsample has the same size (64)
-    assert {sp.name for sp in SPACES.values()} == {"small", "large", "generative"}
+    assert {sp.name for sp in SPACES.values()} == {"small", "large", "generative", "transfer"}
 
 
 @pytest.mark.parametrize("space", ["small", "large"])
