@@ -27,7 +27,7 @@ from runs_generator._toydata import toy_config
 from runs_generator.engine import train_runs
 from runs_generator.graphs import GRAPH_COLOURS, GRAPH_NODES, graph_data, permute_nodes
 from runs_generator.models import ArchSpec, count_params, forward, init_params, init_running, stack_modules
-from runs_generator.registry import inductive_bias
+from runs_generator.registry import arch_entry, inductive_bias
 from runs_generator.spec import RunMetrics
 from runs_generator.tasks import N_TEST, N_VAL, make_task_data
 
@@ -71,6 +71,8 @@ def test_graph_data_labels_shapes_and_groups() -> None:
     assert density[d.groups == 0].mean() == pytest.approx(graphs.GRAPH_P, abs=0.01)
     assert density[d.groups == 1].mean() == pytest.approx(graphs.GRAPH_P_MINORITY, abs=0.01)
     assert d.groups.mean() == pytest.approx(0.5)
+    # the engine's batch buckets assume the GNN's hidden positions (its nodes) before the data is known
+    assert arch_entry("gnn").positions == GRAPH_NODES == ArchSpec("gnn", d.input_shape, 3, 8, 2, "none").length
 
 
 def test_graph_data_deterministic_replicas_differ_test_shared_label_noise() -> None:
