@@ -15,7 +15,9 @@ from runs_generator.engine import group_key, resolve_device, train_runs
 from runs_generator.models import ArchSpec, NaiveNet, forward, init_params, init_running, stack_modules
 
 FLOAT_FIELDS = [f.name for f in fields(__import__("runs_generator.spec", fromlist=["RunMetrics"]).RunMetrics)
-                if f.name not in ("n_params", "diverged", "diverged_step", "wall_time_s", "extra", "deployment_risk", "ece")]
+                if f.name not in ("n_params", "diverged", "diverged_step", "wall_time_s", "extra", "deployment_risk", "ece",
+                                  # generative-only (None for supervised runs)
+                                  "precision", "recall", "coverage", "density", "mode_coverage", "sample_loglik")]
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
