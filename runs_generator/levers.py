@@ -360,10 +360,29 @@ class LeverSpace:
     #: every architecture). An MLP's hidden layer and a CNN's channel count are not the same unit of capacity;
     #: per-arch ranges let each cross the interpolation threshold, so ``width`` depends on ``arch`` by design.
     arch_widths: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    #: task -> ((lever, distribution), ...): levers whose own uniform maps onto a distribution of that family's
+    #: (a space of several families needs per-family data sizes and budgets: a GNN is at its ceiling from 1,024
+    #: graphs, transfer is about few labels, a transformer costs 10x an MLP per step). A lever not listed for
+    #: the drawn task keeps the space's own distribution; an override still wins.
+    task_levers: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    #: task -> lr ranges (as ``lr_ranges``) that replace the space's for that family
+    task_lr_ranges: tuple[tuple[str, tuple[tuple[str, float, float], ...]], ...] = ()
+    #: True: the arch lever's own uniform picks among the drawn task's architectures (equal weights). False (the
+    #: two-family spaces): a drawn arch that the task offers is kept and any other resolves to the task's first,
+    #: which in a space of many architectures would make nearly every run its family's first architecture
+    arch_per_task: bool = False
     _by_name: dict[str, Lever] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {lv.name: lv for lv in self.levers})
+        for task, dists in self.task_levers:  # a typo here would silently draw from the space's distribution
+            for name, dist in dists:
+                lever = self.lever(name)
+                for value in getattr(dist, "values", ()):
+                    lever.validate(value)
+            if task not in TASKS:
+                raise ConfigError(f"space {self.name!r}: task_levers names task {task!r}, which is not registered "
+                                  f"({', '.join(TASKS)})")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -444,7 +463,9 @@ class LeverSpace:
         if not offered:
             raise ConfigError(f"run {index}: space {self.name!r} offers none of task {v['task']!r}'s architectures "
                               f"{list(family.archs)}; add one to the space's arch choices")
-        if v["arch"] not in offered:
+        if self.arch_per_task and "arch" not in forced:
+            v["arch"] = Choice(tuple(offered)).sample(float(u[self.names.index("arch")]))
+        elif v["arch"] not in offered:
             if "arch" in forced:
                 hosts = [t for t, f in TASKS.items() if v["arch"] in f.archs]
                 raise ConfigError(
@@ -453,6 +474,9 @@ class LeverSpace:
                     f"only with such a task)"
                 )
             v["arch"] = offered[0]
+        for name, dist in self.task_dists(v["task"]):  # the family's own distribution, on the lever's uniform
+            if name not in forced:
+                v[name] = dist.sample(float(u[self.names.index(name)]))
         allowed = allowed_losses(v["problem"], v["arch"])  # a generative objective belongs to its arch
         losses = tuple(name for name in allowed if name in self.lever("loss").choices)
         if not losses:
@@ -486,7 +510,7 @@ class LeverSpace:
         if self.arch_widths and "width" not in forced:  # the width lever's own uniform, on the arch's choices
             v["width"] = Choice(self.width_choices(v["arch"])).sample(float(u[self.names.index("width")]))
         if "lr" not in forced:  # the lr lever's own uniform, on the optimizer's range
-            low, high = self.lr_range(v["optimizer"])
+            low, high = self.lr_range(v["optimizer"], v["task"])
             v["lr"] = LogUniform(low, high).sample(float(u[self.names.index("lr")]))
         batch = v["batch_size"]
         eff_batch = v["n_train"] if batch == "full" else min(int(batch), int(v["n_train"]))
@@ -540,9 +564,14 @@ class LeverSpace:
         """Draw runs ``0 .. runs-1`` of sweep ``seed``."""
         return [self.draw(seed, i, overrides, replicas) for i in range(runs)]
 
-    def lr_range(self, optimizer: str) -> tuple[float, float]:
-        """The (low, high) learning-rate range of ``optimizer`` in this space."""
-        for name, low, high in self.lr_ranges:
+    def task_dists(self, task: str) -> tuple[tuple[str, Any], ...]:
+        """The (lever, distribution) pairs that task ``task`` draws from instead of the space's own."""
+        return dict(self.task_levers).get(task, ())
+
+    def lr_range(self, optimizer: str, task: str | None = None) -> tuple[float, float]:
+        """The (low, high) learning-rate range of ``optimizer`` in this space (for ``task``, when it has its own)."""
+        ranges = dict(self.task_lr_ranges).get(task, self.lr_ranges) if task is not None else self.lr_ranges
+        for name, low, high in ranges:
             if name == optimizer:
                 return low, high
         raise ConfigError(f"space {self.name!r} has no learning-rate range for optimizer {optimizer!r}")
@@ -563,6 +592,14 @@ class LeverSpace:
         out["steps"] += f" (min_steps {self.min_steps})"
         if self.arch_widths:
             out["width"] = "per arch, equal weights: " + ", ".join(f"{a} {list(w)}" for a, w in self.arch_widths)
+        if self.arch_per_task:
+            out["arch"] = "among the drawn task's architectures, equal weights: " + ", ".join(
+                f"{t} {list(task_family(t).archs)}" for t in self.lever("task").choices)
+        for task, dists in self.task_levers:
+            for name, dist in dists:
+                out[name] += f"; on {task}: {dist.describe()}"
+        for task, ranges in self.task_lr_ranges:
+            out["lr"] += f"; on {task}: " + ", ".join(f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in ranges)
         return out
 
 
@@ -683,9 +720,38 @@ GENERATIVE_SPACE = LeverSpace(
     # plain SGD on likelihood objectives in nats diverged in one step from lr 0.01 (VAE, flow; 120-run sweep)
     lr_ranges=(("sgd", 1e-3, 0.1), ("momentum", 1e-4, 0.01), ("adam", 3e-4, 1e-2)),
 )
-SpaceName = Literal["small", "large", "generative", "transfer"]
+#: every family of DESIGN.md §3 in one space (issue 11 point 5: the all-family reference atlas). The large space's
+#: ranges where a family has no reason to differ; per family (``task_levers``), where its own measurements said so:
+#: graph n_train 256-2,048 (a GNN is at its ceiling from ~1,024 graphs; the MLP is not), transfer few labels, a
+#: transformer's and a GNN's budgets and batches capped for CPU cost (a transformer step costs ~10x an MLP's),
+#: generative runs on the generative space's sizes, inits and learning rates. Transfer draws only related sources
+#: (similarity 0.5-1): DESIGN.md defines ``pretrained`` by a *related* source task, and an orthogonal source
+#: raises variance (benchmarks/RESULTS.md, transfer), which would average edge 22 towards zero.
+ALL_SPACE = LeverSpace(
+    levers=_levers(width=(16, 32, 64, 128, 256), depth=(2, 3, 4), batch=(32, 64, 128, 256),
+                   batch_w=(1.0, 1.0, 1.0, 1.0), n_train=(1024, 2048, 4000), epochs=(25, 50, 100),
+                   init=(0.25, 2.0), tasks=("teacher", "mnist1d", "sequence", "graph", "transfer", "generative"),
+                   archs=("mlp", "cnn", "transformer", "gnn", "vae", "gan", "flow", "diffusion"),
+                   losses=("cross_entropy", "mse", "l1", "elbo", "adversarial", "nll", "denoising"),
+                   pretrained=(False, True), similarity=(0.5, 0.8, 1.0), source_steps=(250, 1000)),
+    version="1-all", name="all", min_steps=400, arch_per_task=True,
+    arch_widths=(("mlp", (32, 64, 128, 256)), ("cnn", (16, 32, 64)), ("transformer", (16, 32)),
+                 ("gnn", (8, 16, 32)), ("vae", (8, 16, 32, 64, 128)), ("gan", (8, 16, 32, 64, 128)),
+                 ("flow", (8, 16, 32, 64, 128)), ("diffusion", (8, 16, 32, 64, 128))),
+    task_levers=(
+        ("sequence", (("depth", _C((2, 3))), ("batch_size", _C((64, 128, 256))), ("epochs", _C((25, 50))))),
+        ("graph", (("n_train", _C((256, 512, 1024, 2048))), ("batch_size", _C((64, 128, 256))),
+                   ("epochs", _C((25, 50))))),
+        ("transfer", (("n_train", _C((64, 128, 256))), ("batch_size", _C((32, 64, "full"))),
+                      ("epochs", _C((20, 50))))),
+        ("generative", (("depth", _C((2, 3))), ("n_train", _C((256, 512, 1024))), ("batch_size", _C((64, 128, 256))),
+                        ("epochs", _C((50, 100))), ("init_scale", LogUniform(0.5, 2.0)))),
+    ),
+    task_lr_ranges=(("generative", GENERATIVE_SPACE.lr_ranges),),
+)
+SpaceName = Literal["small", "large", "generative", "transfer", "all"]
 SPACES: dict[str, LeverSpace] = {"small": SMALL_SPACE, "large": LARGE_SPACE, "generative": GENERATIVE_SPACE,
-                                 "transfer": TRANSFER_SPACE}
+                                 "transfer": TRANSFER_SPACE, "all": ALL_SPACE}
 DEFAULT_SPACE = SMALL_SPACE  # what a command with no --space draws from
 
 

@@ -195,7 +195,53 @@ def test_spaces_by_name_and_their_ranges():
     small, large = SMALL_SPACE.draw_all(0, 400), LARGE_SPACE.draw_all(0, 400)
     assert max(c.n_train for c in small) <= 256 and max(c.n_train for c in large) == 4000
     assert min(c.n_train for c in small + large) >= 64  # every run's Hessian subsample has the same size (64)
-    assert {sp.name for sp in SPACES.values()} == {"small", "large", "generative", "transfer"}
+    assert {sp.name for sp in SPACES.values()} == {"small", "large", "generative", "transfer", "all"}
+
+
+def test_the_all_space_draws_every_family_with_its_own_architectures_and_ranges():
+    """arch_per_task: each family's architectures share its runs; task_levers: its own sizes; overrides still win."""
+    from collections import Counter
+
+    from runs_generator.levers import ALL_SPACE, GENERATIVE_SPACE
+    from runs_generator.registry import TASKS
+
+    cfgs = ALL_SPACE.draw_all(7, 1200)
+    pairs = Counter((c.task, c.arch) for c in cfgs)
+    for task in ALL_SPACE.lever("task").choices:
+        per_task = sum(n for (t, _), n in pairs.items() if t == task)
+        assert per_task > 1200 / 6 * 0.7, (task, per_task)
+        for arch in TASKS[task].archs:  # every architecture of the family, near its equal share
+            assert pairs[(task, arch)] > per_task / len(TASKS[task].archs) * 0.6, (task, arch, pairs)
+    assert not {a for (t, a) in pairs if a not in TASKS[t].archs}
+    own = dict(ALL_SPACE.task_levers)
+    for c in cfgs:
+        for name, dist in own.get(c.task, ()):
+            if hasattr(dist, "values") and name != "batch_size":
+                assert getattr(c, name) in dist.values, (c.task, name, getattr(c, name))
+        assert ALL_SPACE.width_choices(c.arch) and c.width in ALL_SPACE.width_choices(c.arch)
+        low, high = ALL_SPACE.lr_range(c.optimizer, c.task)
+        assert low <= c.lr <= high
+        if c.task == "generative":
+            assert (low, high) == GENERATIVE_SPACE.lr_range(c.optimizer)
+        if c.task == "transfer":
+            assert c.source_similarity in (0.5, 0.8, 1.0)  # related sources only (DESIGN.md: pretrained)
+    assert {c.n_train for c in cfgs if c.task == "graph"} == {256, 512, 1024, 2048}
+    assert {c.n_train for c in cfgs if c.task == "teacher"} == {1024, 2048, 4000}
+    fixed = ALL_SPACE.draw_all(7, 40, overrides=ALL_SPACE.overrides(fix={"task": "graph", "n_train": 4000,
+                                                                        "arch": "gnn"}))
+    assert {(c.task, c.arch, c.n_train) for c in fixed} == {("graph", "gnn", 4000)}
+
+
+def test_per_task_levers_are_checked_when_the_space_is_made():
+    from runs_generator.levers import LeverSpace, _levers
+
+    base = _levers(width=(8,), depth=(2,), batch=(32,), batch_w=(1.0,), n_train=(64,), epochs=(20,))
+    with pytest.raises(ConfigError, match="unknown lever 'n_trian'"):
+        LeverSpace(levers=base, task_levers=(("teacher", (("n_trian", Choice((64,))),)),))
+    with pytest.raises(ConfigError, match="task 'cifar'"):
+        LeverSpace(levers=base, task_levers=(("cifar", (("n_train", Choice((64,))),)),))
+    with pytest.raises(ConfigError, match="n_train"):
+        LeverSpace(levers=base, task_levers=(("teacher", (("n_train", Choice((3,))),)),))
 
 
 @pytest.mark.parametrize("space", ["small", "large"])
