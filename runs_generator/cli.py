@@ -16,6 +16,8 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` command to the ``udl`` dispatcher."""
+    from runs_generator.levers import SPACES  # numpy and the registry only: no torch at parse time
+
     workers = max(1, min(2, os.cpu_count() or 1))  # = sweep.default_workers(), without importing it
     p = subparsers.add_parser(
         "generate",
@@ -34,11 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("batched", "naive"), default="batched", help="training engine")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device")
     p.add_argument("--replicas", type=int, default=4, help="K replicas per run (default 4)")
-    p.add_argument("--space", choices=("small", "large", "generative", "transfer"), default="small",
-                   help="lever space: 'small' (default; fast, tests and CPU demos), 'large' (the reference "
-                        "atlas and GPU sweeps: widths 16-64, depth 2-4, n_train 256-4,000, 25-100 epochs) or "
-                        "'generative' (VAE, GAN, flow and diffusion on a 2-D Gaussian mixture) or 'transfer' "
-                        "(the transfer family beside the teacher one: pretrained vs scratch at few labels)")
+    p.add_argument("--space", choices=tuple(SPACES), default="small",
+                   help="lever space: 'small' (default; fast, tests and CPU demos), 'large' (the two-family "
+                        "reference: teacher and MNIST-1D, n_train 1,024-4,000, 25-100 epochs), 'all' (every "
+                        "family: teacher, MNIST-1D, sequence, graph, transfer and generative, each with its own "
+                        "architectures and sizes), 'generative' (VAE, GAN, flow and diffusion on a 2-D Gaussian "
+                        "mixture) or 'transfer' (the transfer family beside the teacher one: pretrained vs scratch "
+                        "at few labels); runs_generator.levers.SPACES defines them")
     p.add_argument("--fix", action="append", default=[], metavar="LEVER=VALUE",
                    help="hold a lever constant (repeatable), e.g. --fix optimizer=adam")
     p.add_argument("--vary", action="append", default=[], metavar="LEVER=V1,V2",
