@@ -23,7 +23,8 @@ on); weights start at ``init_scale`` x He std, biases at 0.
 arch           objective (per example) and sampler
 =============  ==================================================================
 ``vae``        negative ELBO: Gaussian decoder (learned per-axis std) NLL of x
-               given z = mu + sigma * eps, plus KL(q(z|x) || N(0, I)); samples:
+               given z = mu + sigma * eps (log sigma^2 soft-bounded to +-10),
+               plus KL(q(z|x) || N(0, I)); samples:
                decoder mean at z ~ N(0, I) plus decoder noise
 ``gan``        non-saturating game: the discriminator minimizes
                softplus(-D(x)) + softplus(D(G(z))), then the generator
@@ -63,6 +64,7 @@ COUPLINGS = 6  # affine coupling layers of the flow
 TIMESTEPS = 40  # diffusion steps
 TIME_FREQS = 3  # sin/cos frequencies of the diffusion time embedding
 MAX_BETA = 0.5  # the cosine schedule's largest step variance
+LOGVAR_MAX = 10.0  # bound of the VAE encoder's log-variance
 GAN_LATENT = 8  # the generator's noise dimension (a 2-D latent made the 8 modes hard to reach)
 _TAG_HELDOUT, _TAG_TRAIN = 21, 22
 
@@ -170,7 +172,8 @@ class _VAE(GenerativeArch):
 
         d = x.shape[-1]
         o = mlp(p, "enc", x, depth, residual, pre)
-        mu, logvar = o[..., :d], o[..., d:]
+        # log-variance soft-bounded to +-LOGVAR_MAX: a wide init otherwise starts at exp(50) (objectives ~1e22)
+        mu, logvar = o[..., :d], LOGVAR_MAX * torch.tanh(o[..., d:] / LOGVAR_MAX)
         z = mu + torch.exp(0.5 * logvar) * noise["eps"]
         xm = mlp(p, "dec", z, depth, residual, pre)
         ls = p["logstd"].unsqueeze(-2)
