@@ -136,7 +136,8 @@ RAW_LEVERS: dict[str, RawLever] = {lv.name: lv for lv in (
 COMPUTED: dict[str, Computed] = {c.column: c for c in (
     Computed("capacity", ("width",), ("depth", "arch", "task", "problem"),
              "log10 trainable parameters of the architecture at that width/depth, inputs and outputs of the task"),
-    Computed("inductive_bias", ("arch",), ("task",), "1 for a CNN on mnist1d"),
+    Computed("inductive_bias", ("arch",), ("task",),
+             "1 for a CNN on mnist1d, a transformer on sequence, a GNN on graph"),
     Computed("loss_matched", ("loss",), ("problem", "noise_dist"),
              "cross-entropy for classes; mse with gaussian, l1 with laplace noise"),
     Computed("init_quality", ("init_scale",), (), "-|log2 init_scale|"),

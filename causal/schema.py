@@ -98,9 +98,9 @@ RUNS_SCHEMA: tuple[Column, ...] = (
     Column("sweep_seed", I, Role.ID, _ALL, "seed of the sweep that produced the run"),
     Column("run_index", I, Role.ID, _ALL, "index of the run within its sweep"),
     # --- raw levers (as drawn) --------------------------------------------------
-    Column("task", S, Role.LEVER, _ALL, "task family: teacher | mnist1d (| sequence | graph | generative | transfer)"),
+    Column("task", S, Role.LEVER, _ALL, "task family: teacher | mnist1d | sequence | graph | transfer | generative (runs_generator.registry.TASKS)"),
     Column("problem", S, Role.LEVER, _SUP, "classification | regression | generation (the generative family)"),
-    Column("arch", S, Role.LEVER, _ALL, "architecture: mlp | cnn | ..."),
+    Column("arch", S, Role.LEVER, _ALL, "architecture: mlp | cnn | transformer | gnn | vae | gan | flow | diffusion (runs_generator.registry.ARCHS)"),
     Column("width", I, Role.LEVER, _ALL, "hidden units (MLP) or channels (CNN) per hidden layer"),
     Column("depth", I, Role.LEVER, _ALL, "number of hidden layers"),
     Column("loss", S, Role.LEVER, _SUP, "training loss: cross_entropy | mse | l1; generative runs: the arch's "
@@ -118,7 +118,7 @@ RUNS_SCHEMA: tuple[Column, ...] = (
     Column("replicas", I, Role.LEVER, _ALL, "K: replicas per run (independent training sets and inits)"),
     # --- oriented levers (DESIGN.md §2) -------------------------------------------
     Column("capacity", F, Role.LEVER, _ALL, "log10(trainable parameters)"),
-    Column("inductive_bias", I, Role.LEVER, _ALL, "1 when the architecture's structure matches the data, 0 for a plain MLP"),
+    Column("inductive_bias", I, Role.LEVER, _ALL, "1 when the architecture's structure matches the data (CNN on mnist1d, transformer on sequence, GNN on graph), 0 for a plain MLP and for generative models"),
     Column("loss_matched", I, Role.LEVER, _SUP, "1 when the loss is the NLL of the right output distribution; "
            "generative runs: 1 for the likelihood objectives (flow NLL, VAE ELBO, diffusion's reweighted ELBO), "
            "0 for the GAN's game"),
