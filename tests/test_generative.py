@@ -172,3 +172,34 @@ def test_a_diverged_run_has_null_outcomes() -> None:
     m = train_runs([c], [generative_data(c, sweep_seed=0)])[0]
     assert m.diverged and m.diverged_step is not None
     assert all(getattr(m, k) is None for k in SAMPLE_COLUMNS + ("convergence", "sharpness", "implicit_reg"))
+
+
+# --- the analysis reads generative rows -----------------------------------------------------
+def test_fit_edges_estimates_edge_24_on_generative_rows(tmp_path) -> None:
+    """Rows as the sweep writes them, with a known capacity effect on precision: edge 24 is estimated, not skipped.
+
+    The metrics are simulated (training 80 runs would take minutes); the rows, the storage and the analysis are real.
+    """
+    from causal import fit_edges, load_runs
+    from runs_generator.generative import GEN_ARCHS
+    from runs_generator.storage import write_shard
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in GENERATIVE_SPACE.draw_all(seed=1, runs=80, replicas=2):
+        data = generative_data(replace(c, n_train=8), sweep_seed=1)  # only n_outputs is read
+        n_params = sum(int(np.prod(s)) for g in GEN_ARCHS[c.arch].shapes(c.width, c.depth, 2).values() for _, s, _ in g)
+        cap = math.log10(n_params)
+        q = lambda: float(np.clip(0.1 + 0.15 * cap + rng.normal(0, 0.05), 0, 1))  # noqa: E731
+        m = RunMetrics(n_params=n_params, gradient_stability=-0.2, sharpness=None, implicit_reg=None, bias_sq=None,
+                       variance=None, convergence=None, diverged=False, diverged_step=None, generalization=None,
+                       test_loss=None, test_error=None, gen_gap=None, deployment_risk=None, ece=None,
+                       train_loss_initial=None, train_loss_final=None, wall_time_s=1.0, precision=q(), recall=q(),
+                       coverage=q(), density=q(), mode_coverage=1.0, sample_loglik=-3.0)
+        rows.append(make_row(c, data, m, Provenance("batched", "cpu", "0", "0", 1)))
+    write_shard(tmp_path, 0, rows, {})
+    fit = fit_edges(load_runs(tmp_path))
+    e24 = fit.summary[fit.summary["number"] == 24].set_index("outcome")
+    assert set(e24.index) == {"precision", "recall", "coverage", "density"}
+    assert not (fit.skipped["number"] == 24).any()
+    assert (e24["ci_low"] > 0).all() and (abs(e24["estimate"] - 0.15) < 0.05).all(), e24[["estimate", "ci_low"]]
