@@ -24,6 +24,9 @@ generator (a new lever, a new computed column) is one line here:
 * raw levers are roots (edges among them only where the generator resolves
   one from another);
 * every determinant of a computed column points to it;
+* the task points to every book lever and context column (the generator may
+  draw a lever from a family's own distribution or set it to the family's
+  neutral value, so the task confounds it in a table of several families);
 * every raw lever that is *not* the intervention of some computed column, and
   every book lever/context column, is a possible direct cause of every
   mediator and outcome; an intervention lever acts only through the column
@@ -256,6 +259,15 @@ def design_graph(graph: nx.DiGraph, raw: Iterable[str]) -> nx.DiGraph:
         for src in (*comp.intervention, *comp.confounders):
             if src in g and not g.has_edge(src, comp.column):
                 g.add_edge(src, comp.column, design=True)
+    if "task" in g:
+        # a family's own sizes, budgets and inits (LeverSpace.task_levers) and the levers that do not act on it
+        # set to their neutral values (TaskFamily.neutral: dropout 0, no normalization, ... on generative runs)
+        # make any book lever or context column a function of the task in a space of several families. Adjusting
+        # for the task is always admissible (a randomized root); where a lever does not depend on it, it costs
+        # a few degrees of freedom
+        for n, kind in list(g.nodes(data="kind")):
+            if kind in _LEVER_KINDS and n in graph and not g.has_edge("task", n):
+                g.add_edge("task", n, design=True)
     targets = [n for n, k in g.nodes(data="kind") if k in _ACTED_ON]
     through = intervention_levers()
     causes = [n for n, k in g.nodes(data="kind") if k in _LEVER_KINDS and n in graph]

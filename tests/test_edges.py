@@ -228,6 +228,29 @@ def test_design_adjusts_for_randomized_levers_outside_the_graph(seed):
     assert "depth" in all_fit["adjustment"].split(",") and "task_mnist1d" in all_fit["adjustment"].split(",")
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_design_adjusts_book_levers_for_the_task_that_sets_their_distribution(seed):
+    """A family drawn on its own data sizes (the 'all' space's graph and transfer families) makes the task a
+    confounder of data_quantity when the family also shifts variance: the total effect, which adjusts for every
+    randomized column that the lever does not move (the task among them), recovers the unconfounded one."""
+    from causal.totals import total_effects
+
+    sim = simulate_linear_scm(3000, seed=seed)
+    df = sim.data.copy()
+    rng = np.random.default_rng(seed)
+    graph = rng.random(len(df)) < 0.5
+    df["task"] = np.where(graph, "graph", "teacher")
+    unconfounded = total_effects(df, levers=["data_quantity"], outcomes=["variance"], n_boot=50,
+                                 by_family=False).effect("data_quantity", "variance")
+    df.loc[graph, "data_quantity"] -= 1.0  # one decade fewer examples on that family, through its total effect,
+    df.loc[graph, "variance"] -= unconfounded["estimate"] * 1.0 - 1.5  # and the family's own variance level
+    fx = total_effects(df, levers=["data_quantity"], outcomes=["variance"], n_boot=50,
+                       by_family=False).effect("data_quantity", "variance")
+    assert abs(fx["estimate"] - unconfounded["estimate"]) < 0.05, (fx["estimate"], unconfounded["estimate"])
+    naive = np.polyfit(df["data_quantity"], df["variance"], 1)[0]
+    assert abs(naive - unconfounded["estimate"]) > 0.3  # without the task the estimate is far off
+
+
 def test_constant_outcome_is_skipped_and_nan_p_values_do_not_poison_bh():
     from causal.regression import adjust_pvalues as _adjust_p
 

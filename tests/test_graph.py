@@ -70,6 +70,9 @@ def test_design_graph_adds_raw_levers_computed_columns_and_lever_effects():
         assert all(g.has_edge(lever, m) for m in mediators), lever
     assert all(g.has_edge("capacity", m) for m in mediators)  # book levers: possible causes of every mediator
     assert g.has_edge("task", "problem") and g.has_edge("problem", "loss")
+    # the task confounds every book lever / context column (per-family distributions, neutral values)
+    book_levers = [n for n, k in BOOK_DAG.column_graph().nodes(data="kind") if k in ("lever", "context")]
+    assert book_levers and all(g.has_edge("task", n) for n in book_levers)
     # the encoding: contrasts, log2 and notes for absent levers; epochs stands for steps in schema 2.0
     import pandas as pd
 
