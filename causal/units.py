@@ -10,7 +10,9 @@ such a column pooled raw across problems adds accuracy points to R² points:
 its estimate has no unit, and a family with a wide spread (regression R²,
 down to −104 on the reference) outweighs the others whatever the effects.
 
-So whenever such a column's non-null rows span more than one ``problem``,
+So whenever such a column's non-null rows span more than one unit (problems
+with different units: ``convergence`` has one unit for classes and regression,
+another for generative runs),
 :func:`standardize_units` z-scores it **within each family** (each
 ``task`` × ``problem`` cell: mean 0, sd 1 over the rows the analysis keeps),
 and every pooled analysis (``fit_edges``, ``mediation``, ``falsify``,
@@ -63,6 +65,11 @@ UNIT_DEPENDENT: dict[str, dict[str, str]] = {
     "deployment_risk": {"classification": "error-rate gap", "regression": "(MSE / target variance) gap"},
     "data_noise": {"classification": "label-noise fraction", "regression": "noise sd / signal sd"},
     "noise": {"classification": "label-noise fraction", "regression": "noise sd / signal sd"},
+    # supervised runs: decades of training-loss reduction over the best constant predictor (one unit for
+    # classes and regression); generative runs: decades of likelihood ratio per axis over one Gaussian (VAE,
+    # flow) or of denoising-error reduction (diffusion), unbounded below for a model far worse than its baseline
+    "convergence": {"classification": "decades of loss reduction", "regression": "decades of loss reduction",
+                    "generation": "decades of likelihood (or denoising-error) ratio"},
 }
 #: |z| above which a standardized value is counted as extreme
 EXTREME_Z = 5.0
@@ -86,7 +93,7 @@ def units_label(column: str, problem: str) -> str:
 
 
 def mixed_units(df: pd.DataFrame, columns: Iterable[str], mask: np.ndarray | None = None) -> list[str]:
-    """The columns of :data:`UNIT_DEPENDENT` among ``columns`` whose non-null rows span 2+ problems."""
+    """The columns of :data:`UNIT_DEPENDENT` among ``columns`` whose non-null rows span 2+ units (problems)."""
     if _PROBLEM not in df.columns:
         return []
     use = np.ones(len(df), bool) if mask is None else np.asarray(mask, bool)
@@ -94,7 +101,8 @@ def mixed_units(df: pd.DataFrame, columns: Iterable[str], mask: np.ndarray | Non
     for col in columns:
         if col in UNIT_DEPENDENT and col in df.columns:
             present = pd.to_numeric(df[col], errors="coerce").notna().to_numpy() & use
-            if df.loc[present, _PROBLEM].nunique() > 1:
+            problems = df.loc[present, _PROBLEM].dropna().astype(str).unique()
+            if len({UNIT_DEPENDENT[col].get(p, p) for p in problems}) > 1:
                 out.append(col)
     return out
 

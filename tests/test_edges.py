@@ -399,6 +399,24 @@ def _two_units_table(n=2000, seed=0):
                          "data_noise": noise, "generalization": gen, "diverged": 0})
 
 
+def test_convergence_is_standardized_only_where_generative_rows_join_the_supervised_ones():
+    """Classes and regression share convergence's unit (decades of loss reduction); generative runs have
+    their own (decades of likelihood ratio, unbounded below): only a table that mixes them z-scores it."""
+    from causal.units import mixed_units, standardize_units
+
+    sup = pd.DataFrame({"task": ["teacher"] * 4, "problem": ["classification"] * 2 + ["regression"] * 2,
+                        "convergence": [0.5, 1.0, 0.2, 0.4], "generalization": [0.7, 0.9, 0.1, 0.5]})
+    assert mixed_units(sup, ["convergence", "generalization"]) == ["generalization"]
+    gen = pd.DataFrame({"task": ["generative"] * 3, "problem": ["generation"] * 3,
+                        "convergence": [-1666.0, 0.1, 0.3], "generalization": [np.nan] * 3})
+    both = pd.concat([sup, gen], ignore_index=True)
+    assert mixed_units(both, ["convergence"]) == ["convergence"]
+    out, table = standardize_units(both, ["convergence"])
+    z = out.loc[both["task"] == "generative", "convergence"]
+    assert abs(z.mean()) < 1e-12 and abs(z.std() - 1) < 1e-12  # within its family, not pooled raw
+    assert set(table["units"]) == {"decades of loss reduction", "decades of likelihood (or denoising-error) ratio"}
+
+
 def test_outcomes_in_different_units_are_standardized_within_family_not_pooled_raw():
     from causal.regression import ols
 
