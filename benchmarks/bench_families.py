@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_families.py sequence --threads 1
 
-One section per family (a function ``bench_<family>``); each times
+One section per family (a :class:`Family` in :data:`FAMILIES`); each times
 ``train_runs`` end to end (training and every measurement, as a sweep runs
 them) on a group of runs of one shape with varied optimizer, learning rate and
 dropout, and prints a markdown table: seconds per run (K replicas), parameters
@@ -15,9 +15,11 @@ is printed with the table.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,26 +39,52 @@ def _time_group(cfgs, data, device) -> tuple[float, list]:
     return time.perf_counter() - t, metrics
 
 
-def bench_sequence(args) -> None:
-    """The sequence family: MLP on the flattened one-hot sequence vs the transformer, per shape."""
-    from runs_generator.sequence import sequence_data
+@dataclass(frozen=True)
+class Family:
+    """What a family's section times: its data builder, default shapes, seeds and chance accuracy."""
 
+    task: str
+    data: str  # 'module:function' of the data builder
+    shapes: tuple[tuple[str, int, int], ...]  # (arch, width, depth)
+    warm: tuple[str, int, int]  # a tiny shape trained once first (imports, first-call costs)
+    seed0: int
+    chance: float
+
+    def make_data(self):
+        module, _, name = self.data.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+FAMILIES = {
+    "sequence": Family("sequence", "runs_generator.sequence:sequence_data",
+                       (("mlp", 64, 2), ("mlp", 256, 3), ("transformer", 16, 2), ("transformer", 32, 3),
+                        ("transformer", 64, 2)), ("transformer", 8, 1), 300, 0.25),
+    "graph": Family("graph", "runs_generator.graphs:graph_data",
+                    (("mlp", 32, 3), ("mlp", 128, 3), ("gnn", 16, 3), ("gnn", 32, 3), ("gnn", 64, 3)),
+                    ("gnn", 8, 2), 400, 1 / 3),
+}
+
+
+def bench_family(fam: Family, args) -> None:
+    """One family's architectures per shape: seconds per run, per (replica x step), mean test accuracy."""
+    make_data = fam.make_data()
     device = resolve_device(args.device)
-    shapes = [("mlp", 64, 2), ("mlp", 256, 3), ("transformer", 16, 2), ("transformer", 32, 3), ("transformer", 64, 2)]
+    shapes = fam.shapes
     if args.shapes:
-        shapes = [(a, int(w), int(d)) for a, w, d in (s.split(":") for s in args.shapes.split(","))]
+        shapes = tuple((a, int(w), int(d)) for a, w, d in (s.split(":") for s in args.shapes.split(",")))
     steps = max(args.min_steps, int(args.epochs * args.n_train / args.batch))
-    warm = toy_config(task="sequence", arch="transformer", width=8, depth=1, steps=5, n_train=64)
-    train_runs([warm], [sequence_data(warm, sweep_seed=0)], device=device)  # imports and first-call costs
+    arch, width, depth = fam.warm
+    warm = toy_config(task=fam.task, arch=arch, width=width, depth=depth, steps=5, n_train=64)
+    train_runs([warm], [make_data(warm, sweep_seed=0)], device=device)
     load_before = load()
     rows = []
     for arch, width, depth in shapes:
-        cfgs = [toy_config(run_index=i, seed=300 + i, task="sequence", arch=arch, width=width, depth=depth,
+        cfgs = [toy_config(run_index=i, seed=fam.seed0 + i, task=fam.task, arch=arch, width=width, depth=depth,
                            normalization=("layer", "batch", "none")[i % 3], residual=bool((i + 1) % 4),
                            optimizer=("adam", "momentum")[i % 2], lr=(3e-3, 3e-2)[i % 2], dropout=(0.0, 0.1)[i % 2],
                            batch_size=args.batch, n_train=args.n_train, steps=steps, replicas=args.replicas)
                 for i in range(args.runs)]
-        data = [sequence_data(c, sweep_seed=0) for c in cfgs]  # not timed: the sweep builds data in its workers
+        data = [make_data(c, sweep_seed=0) for c in cfgs]  # not timed: the sweep builds data in its workers
         total, metrics = _time_group(cfgs, data, device)  # train_runs groups them by shape, as a sweep does
         acc = [m.generalization for m in metrics if m.generalization is not None]
         per_run = total / len(cfgs)
@@ -65,51 +93,17 @@ def bench_sequence(args) -> None:
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs{gpu}, device {device}, torch {torch.__version__}, "
           f"{args.threads} thread(s); load average (1/5/15 min) before {load_before}, after {load()}")
-    print(f"sequence: {args.runs} runs per shape x {args.replicas} replicas, n_train {args.n_train}, batch "
+    print(f"{fam.task}: {args.runs} runs per shape x {args.replicas} replicas, n_train {args.n_train}, batch "
           f"{args.batch}, {steps} steps ({args.epochs} epochs); levers cycled: norm layer/batch/none, residual, "
           f"adam 3e-3 / momentum 3e-2, dropout 0 / 0.1\n")
-    print("| arch | width | depth | params | s / run | ms / (replica x step) | mean test accuracy (chance 0.25) |")
+    print(f"| arch | width | depth | params | s / run | ms / (replica x step) | mean test accuracy "
+          f"(chance {fam.chance:.3g}) |")
     print("|---|---|---|---|---|---|---|")
     for arch, width, depth, n_params, s, ms, acc in rows:
         print(f"| {arch} | {width} | {depth} | {n_params:,} | {s:.2f} | {ms:.2f} | {acc:.3f} |")
 
 
-def bench_graph(args) -> None:
-    """The graph family: MLP on the flattened (adjacency | colour) input vs the GNN, per shape."""
-    from runs_generator.graphs import graph_data
 
-    device = resolve_device(args.device)
-    shapes = [("mlp", 32, 3), ("mlp", 128, 3), ("gnn", 16, 3), ("gnn", 32, 3), ("gnn", 64, 3)]
-    if args.shapes:
-        shapes = [(a, int(w), int(d)) for a, w, d in (s.split(":") for s in args.shapes.split(","))]
-    steps = max(args.min_steps, int(args.epochs * args.n_train / args.batch))
-    warm = toy_config(task="graph", arch="gnn", width=8, depth=2, steps=5, n_train=64)
-    train_runs([warm], [graph_data(warm, sweep_seed=0)], device=device)  # imports and first-call costs
-    load_before = load()
-    rows = []
-    for arch, width, depth in shapes:
-        cfgs = [toy_config(run_index=i, seed=400 + i, task="graph", arch=arch, width=width, depth=depth,
-                           normalization=("layer", "batch", "none")[i % 3], residual=bool((i + 1) % 4),
-                           optimizer=("adam", "momentum")[i % 2], lr=(3e-3, 3e-2)[i % 2], dropout=(0.0, 0.1)[i % 2],
-                           batch_size=args.batch, n_train=args.n_train, steps=steps, replicas=args.replicas)
-                for i in range(args.runs)]
-        data = [graph_data(c, sweep_seed=0) for c in cfgs]  # not timed: the sweep builds data in its workers
-        total, metrics = _time_group(cfgs, data, device)  # train_runs groups them by shape, as a sweep does
-        acc = [m.generalization for m in metrics if m.generalization is not None]
-        rows.append((arch, width, depth, metrics[0].n_params, total / len(cfgs), sum(acc) / max(len(acc), 1)))
-    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs{gpu}, device {device}, torch {torch.__version__}, "
-          f"{args.threads} thread(s); load average (1/5/15 min) before {load_before}, after {load()}")
-    print(f"graph: {args.runs} runs per shape x {args.replicas} replicas, n_train {args.n_train}, batch "
-          f"{args.batch}, {steps} steps ({args.epochs} epochs); levers cycled: norm layer/batch/none, residual, "
-          f"adam 3e-3 / momentum 3e-2, dropout 0 / 0.1\n")
-    print("| arch | width | depth | params | s / run | mean test accuracy (chance 0.333) |")
-    print("|---|---|---|---|---|---|")
-    for arch, width, depth, n_params, s, acc in rows:
-        print(f"| {arch} | {width} | {depth} | {n_params:,} | {s:.2f} | {acc:.3f} |")
-
-
-FAMILIES = {"sequence": bench_sequence, "graph": bench_graph}
 
 
 def main() -> None:
@@ -126,7 +120,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    FAMILIES[args.family](args)
+    bench_family(FAMILIES[args.family], args)
 
 
 if __name__ == "__main__":
