@@ -105,7 +105,7 @@ def closing_line(verdicts: "pd.Series", rows: int) -> str:
             f"contradicts it on {n['contradicts']} and cannot tell on {n['inconclusive']} ({rows} runs).")
     if est and n["inconclusive"] == est:
         line += (f"\n{rows} runs are too few to tell; a sweep of the large space (`udl generate --space large`) or "
-                 "the shipped 300-run reference (`udl fit data/reference` in a checkout) has the power.")
+                 "the shipped reference sweep (`udl fit data/reference` in a checkout) has more.")
     return line
 
 

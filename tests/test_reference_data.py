@@ -1,4 +1,4 @@
-"""The shipped reference sweep (data/reference) and its sign baseline.
+"""The shipped reference sweep (data/reference: every task family) and its sign baseline.
 
 These read the committed data: a schema or engine change that makes the shipped
 files stale fails here, not in a user's notebook.
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import causal
@@ -17,8 +18,11 @@ import causal
 DATA = Path(__file__).resolve().parents[1] / "data"
 REFERENCE = DATA / "reference"
 BASELINE = DATA / "baseline_signs.json"
-MIN_RUNS = 300  # runs in the shipped reference
-MEDIAN_FLOOR = 0.38  # median MNIST-1D test accuracy of its non-diverged runs, rounded down
+MIN_RUNS = 480  # runs in the shipped reference
+FAMILIES = {"teacher": {"mlp"}, "mnist1d": {"mlp", "cnn"}, "sequence": {"mlp", "transformer"},
+            "graph": {"mlp", "gnn"}, "transfer": {"mlp"}, "generative": {"vae", "gan", "flow", "diffusion"}}
+SUPERVISED = ["teacher", "mnist1d", "sequence", "graph", "transfer"]
+MNIST_MEDIAN_FLOOR = 0.42  # median MNIST-1D test accuracy of its non-diverged runs, rounded down
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +30,16 @@ def runs():
     return causal.load_runs(REFERENCE)
 
 
+@pytest.fixture(scope="module")
+def ok(runs):
+    return runs[runs["diverged"] == 0]
+
+
 MEDIATORS_OUTCOMES = ["gradient_stability", "sharpness", "implicit_reg", "bias_sq", "variance", "convergence",
-                      "generalization", "test_loss", "test_error", "gen_gap", "deployment_risk", "ece"]
+                      "generalization", "test_loss", "test_error", "gen_gap", "deployment_risk", "ece",
+                      "precision", "recall", "coverage", "density", "mode_coverage", "sample_loglik"]
+SAMPLE_QUALITY = ["precision", "recall", "coverage", "density", "mode_coverage", "sample_loglik"]
+SUPERVISED_OUTCOMES = ["generalization", "test_loss", "test_error", "gen_gap", "ece", "bias_sq", "variance"]
 #: the floors and caps of schema 1.x, which read as extreme measurements
 OLD_PLACEHOLDERS = {"sharpness": (-8.0, 8.0), "implicit_reg": (-8.0, 8.0), "bias_sq": (-8.0, 8.0),
                     "variance": (-8.0, 8.0), "convergence": (-3.0, 6.0), "gradient_stability": (-6.0,),
@@ -36,25 +48,55 @@ OLD_PLACEHOLDERS = {"sharpness": (-8.0, 8.0), "implicit_reg": (-8.0, 8.0), "bias
 
 def test_reference_sweep_is_complete_and_valid(runs):
     manifest = json.loads((REFERENCE / "_sweep.json").read_text())
-    assert manifest["identity"]["lever_space"] == "large"
-    # 300 runs: what 2 shared cores made in 90 min (README, benchmarks/RESULTS.md); a GPU atlas will be far larger
+    assert manifest["identity"]["lever_space"] == "all"
     assert len(runs) == manifest["identity"]["runs"] >= MIN_RUNS
     assert runs["run_id"].is_unique
-    assert set(runs["task"]) == {"teacher", "mnist1d"} and set(runs["arch"]) == {"mlp", "cnn"}
+    pairs = {t: set(a) for t, a in runs.groupby("task")["arch"]}
+    assert pairs == FAMILIES, pairs  # every family, each with all of its architectures
+    assert runs["task"].value_counts().min() >= MIN_RUNS / 6 * 0.7
     numeric = runs.select_dtypes("number").to_numpy(dtype=float)
     assert not np.isinf(numeric).any(), "no infinite values; an unmeasurable value is null"
 
 
-def test_runs_learn_on_mnist1d(runs):
-    ok = runs[(runs["task"] == "mnist1d") & (runs["diverged"] == 0)]
-    assert len(ok) >= 80
-    # chance is 0.10; the schema-1.0 reference's median was 0.116 and the first schema-2.0 one's 0.29. Issue 8
-    # asks for 0.45: MEDIAN_FLOOR is what this reference holds (README gives the number and why it falls short)
-    assert ok["generalization"].median() >= MEDIAN_FLOOR, ok["generalization"].describe()
-    assert ok["generalization"].quantile(0.9) >= 0.7, ok["generalization"].describe()
-    # the CNN learns the task given the data: the anchors' 4,000 examples
-    cnn = ok[(ok["arch"] == "cnn") & (ok["n_train"] == 4000)]
-    assert cnn["generalization"].median() >= 0.8, cnn["generalization"].describe()
+def test_columns_that_do_not_apply_are_null(runs):
+    gen = runs["task"] == "generative"
+    assert runs.loc[gen, SUPERVISED_OUTCOMES].isna().all().all()
+    assert runs.loc[~gen, SAMPLE_QUALITY].isna().all().all()
+    assert runs.loc[gen & (runs["diverged"] == 0), ["precision", "recall", "coverage", "density"]].notna().all().all()
+    transfer = runs["task"] == "transfer"
+    assert runs.loc[~transfer, ["source_task", "source_similarity", "source_steps"]].isna().all().all()
+    assert (runs.loc[~transfer, "pretrained"] == 0).all()
+    assert set(runs.loc[transfer, "pretrained"]) == {0, 1}
+    assert runs.loc[transfer & (runs["pretrained"] == 1), "source_steps"].notna().all()
+
+
+def test_runs_learn_on_mnist1d(ok):
+    m = ok[ok["task"] == "mnist1d"]
+    assert len(m) >= 60
+    # chance is 0.10; issue 8 asks for a median of 0.45 (README: what this reference holds and why)
+    assert m["generalization"].median() >= MNIST_MEDIAN_FLOOR, m["generalization"].describe()
+    assert m["generalization"].quantile(0.9) >= 0.7, m["generalization"].describe()
+
+
+@pytest.mark.parametrize("task,matched", [("mnist1d", "cnn"), ("sequence", "transformer"), ("graph", "gnn")])
+def test_the_inductive_bias_is_real_in_the_data(ok, task, matched):
+    """On each structured task the matched architecture's median accuracy beats the MLP's (issue 11)."""
+    t = ok[ok["task"] == task]
+    by = t.groupby("arch")["generalization"].median()
+    assert (t["inductive_bias"].to_numpy() == (t["arch"] == matched).to_numpy()).all()
+    assert by[matched] > by["mlp"] + 0.05, by
+
+
+def test_generative_runs_learn_the_mixture(ok):
+    """A Gaussian fitted to the ring scores precision ~0.25 (tests/test_generative.py). Flows learn it in this
+    budget; most VAE, GAN and diffusion runs of the reference do not yet (README, issue 11)."""
+    g = ok[ok["task"] == "generative"]
+    assert len(g) >= 50
+    assert g["precision"].quantile(0.9) > 0.5, g.groupby("arch")["precision"].describe()
+    flow = g[g["arch"] == "flow"]
+    assert flow["precision"].median() > 0.4 and flow["mode_coverage"].median() == 1.0, flow[["precision",
+                                                                                               "mode_coverage"]]
+    assert (g.groupby("arch")["mode_coverage"].max() > 0.5).all(), g.groupby("arch")["mode_coverage"].max()
 
 
 def test_no_placeholder_or_cap_values(runs):
@@ -66,32 +108,45 @@ def test_no_placeholder_or_cap_values(runs):
     for col, values in OLD_PLACEHOLDERS.items():
         for v in values:
             assert not np.isclose(runs[col].dropna(), v).any(), f"{col} holds the old placeholder {v}"
-    assert (runs["depth"] >= 2).all() or runs.loc[runs["depth"] == 1, "gradient_stability"].isna().all()
     assert not (runs["gradient_stability"] == 0.0).any()
     # no pile at a column's extreme: a placeholder shows up as many rows sharing the min or the max
-    for col in ["sharpness", "implicit_reg", "bias_sq", "variance", "convergence", "test_loss", "gen_gap"]:
+    for col in ["sharpness", "implicit_reg", "bias_sq", "variance", "convergence", "test_loss", "gen_gap",
+                "precision", "sample_loglik"]:
         x = runs[col].dropna()
         for extreme in (x.min(), x.max()):
-            assert (x == extreme).mean() < 0.01, (col, extreme)
+            assert (x == extreme).mean() < 0.02, (col, extreme)
 
 
-def test_levers_are_uncorrelated_in_the_reference(runs):
+def test_levers_are_uncorrelated_within_families(runs):
+    """Randomization: within each supervised family (its own distributions), the levers are independent."""
     levers = ["init_quality", "log_lr", "weight_decay", "dropout", "residual", "normalized", "data_noise",
               "early_stopping", "augmentation"]
-    r = runs[levers].astype(float).corr().to_numpy()
+    sup = runs[runs["task"].isin(SUPERVISED)]
+    centred = sup[levers].astype(float) - sup.groupby("task")[levers].transform("mean").astype(float)
+    r = centred.corr().to_numpy()
     off = np.abs(r[~np.eye(len(levers), dtype=bool)])
-    assert off.max() < 5 / np.sqrt(len(runs)), off.max()
+    assert off.max() < 5 / np.sqrt(len(sup)), off.max()
 
 
-def test_known_results_hold_in_the_reference(runs):
-    runs = runs[runs["diverged"] == 0]
-    plain = runs[(runs["residual"] == 0) & (runs["normalization"] == "none") & (runs["depth"] >= 2)]
+def test_known_results_hold_in_the_reference(ok):
+    sup = ok[ok["task"].isin(SUPERVISED)]
+    plain = sup[(sup["residual"] == 0) & (sup["normalization"] == "none") & (sup["depth"] >= 2)]
     near_he = plain.loc[plain["init_quality"] > -0.5, "gradient_stability"].mean()
     far = plain.loc[plain["init_quality"] < -1.5, "gradient_stability"].mean()
     assert near_he > far, (near_he, far)
-    v = runs.dropna(subset=["variance"])
-    slope = np.polyfit(v["data_quantity"], v["variance"], 1)[0]
-    assert slope < 0, slope
+    # more data, less variance: within each family (the families draw their own data sizes)
+    v = sup.dropna(subset=["variance"])
+    x = v["data_quantity"] - v.groupby("task")["data_quantity"].transform("mean")
+    y = v["variance"] - v.groupby("task")["variance"].transform("mean")
+    assert np.polyfit(x, y, 1)[0] < 0
+
+
+def test_every_book_edge_is_estimated(runs):
+    """Issue 11: with every family in the reference, no book edge is skipped for lack of data."""
+    fx = causal.fit_edges(runs)
+    assert fx.skipped.empty, fx.skipped
+    numbers = set(fx.summary["number"]) | ({3} if len(fx.moderation) else set())  # edge 3 moderates edge 2
+    assert numbers == set(range(1, 28)), sorted(set(range(1, 28)) - numbers)
 
 
 def test_shipped_baseline_matches_the_reference(runs):
