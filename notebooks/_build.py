@@ -834,7 +834,8 @@ GRAPH_TESTS = [
         ## The randomization checks
 
         Levers were drawn independently, so every lever-vs-lever independence must hold (after accounting for
-        the columns computed from the same raw levers, e.g. `log_lr`'s range depends on the optimizer). These
+        the columns computed from the same raw levers and for the task, since each family draws its levers from
+        its own ranges: `log_lr`'s range depends on the optimizer and the family, `depth` on the family). These
         checks test the generator, not the book: a rejection here would mean a bug in the sweep.
     """),
     code("""
