@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "causal.cli_fit",
     "causal.cli_analysis",
     "causal.cli_report",
+    "causal.findings",
 )
 
 
