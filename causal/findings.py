@@ -544,6 +544,15 @@ def _caveats(find: Findings, table: "pd.DataFrame", selection: "pd.DataFrame") -
                      + ". Edges into their outcomes contrast non-learners.")
         else:
             L.append("- Every task/architecture has median `convergence` > 0 (it beats the best constant predictor).")
+    if "mode_coverage" in kept.columns and keys and kept["mode_coverage"].notna().any():
+        mc = kept.groupby(keys)["mode_coverage"].agg(n="count", median="median")
+        bad = mc[(mc["n"] > 0) & (mc["median"] < 0.5)]
+        if len(bad):
+            L.append("- **Generators that miss most modes**: groups whose median `mode_coverage` (share of the known "
+                     "mixture's modes their samples reach) is below 0.5: " + ", ".join(
+                         f"{'/'.join(map(str, k if isinstance(k, tuple) else (k,)))} (median {_f(r['median'])}, "
+                         f"{int(r['n'])} runs)" for k, r in bad.iterrows())
+                     + ". Sample-quality edges contrast these with generators that learn.")
     if {"generalization", "problem"} <= set(kept.columns):
         reg = kept[kept["problem"] == "regression"]
         if len(reg):
@@ -624,10 +633,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("data", metavar="DATA", help="a .parquet file or a sweep directory of shards")
     p.add_argument("--out", metavar="FILE", default="FINDINGS.md", help="markdown file to write (default FINDINGS.md)")
     defaults = FindingsConfig()
-    for f in fields(FindingsConfig):
-        if f.name in ("alpha", "threshold", "one_family", "pile_up", "seed", "top_missing", "small_n"):
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
-                           default=getattr(defaults, f.name), help=f"(default {getattr(defaults, f.name)})")
+    helps = {"alpha": "level of CIs, verdicts and the caveats' tests", "seed": "seed of the fits",
+             "threshold": "min |standardized effect| of a listed missing edge",
+             "top_missing": "missing edges listed", "small_n": "flag column edges with fewer rows",
+             "one_family": "share of an edge's rows from one task that makes it rest on that task",
+             "pile_up": "share of rows at a column's max (min) that puts it at a ceiling (floor)"}
+    for name, text in helps.items():
+        value = getattr(defaults, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"{text} (default {value})")
     p.add_argument("--correction", choices=("holm", "fdr_bh", "bonferroni"), default=defaults.correction,
                    help=f"multiple-testing correction (default {defaults.correction})")
     p.set_defaults(func=_cli)

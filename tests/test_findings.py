@@ -92,3 +92,15 @@ def test_registration_imports_nothing_heavy():
             "if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_stated_command_carries_non_default_options(monkeypatch, tmp_path):
+    import causal.findings as findings
+
+    seen = {}
+    monkeypatch.setattr(findings, "write_findings",
+                        lambda data, out, *, config, command: seen.update(config=config, command=command) or out)
+    assert main(["findings", "runs/x", "--out", str(tmp_path / "F.md"), "--alpha", "0.1", "--top-missing", "5"]) == 0
+    assert seen["command"] == "udl findings runs/x --out F.md --alpha 0.1 --top-missing 5"
+    assert seen["config"] == FindingsConfig(alpha=0.1, top_missing=5)
+    assert main(["findings", "runs/x", "--alpha", "2"]) == 2  # refused with the parameter named
