@@ -106,7 +106,10 @@ def plain_units(lever: str, outcome: str, estimate: float, family: str, standard
         return f"{what}: {effect:+.2g} within-family sd of {outcome} ({where})"
     problem = family.split("/")[-1] if "/" in family else ""
     if outcome in _LOG10:
-        return f"{what}: {_LOG10[outcome]} ×{10 ** effect:.3g} ({where})"
+        # a log10 column's effect is a factor; past float range (a generative run's convergence is unbounded
+        # below) it is written as a power of ten
+        factor = f"×{10 ** effect:.3g}" if abs(effect) < 300 else f"×1e{effect:+.0f}"
+        return f"{what}: {_LOG10[outcome]} {factor} ({where})"
     mult, unit = _POINTS.get((outcome, problem), _POINTS.get((outcome, ""), (1.0, f"units of {outcome}")))
     return f"{what}: {effect * mult:+.2g} {unit} ({where})"
 

@@ -101,6 +101,9 @@ def test_plain_units_words():
     assert plain_units("log_lr", "generalization", 0.05, "teacher/regression", False) == (
         "+1 decade of lr: +0.05 R² (on teacher/regression)")
     assert plain_units("dropout", "variance", -1.0, "pooled", False) == "+0.1 dropout: variance ×0.794 (pooled)"
+    # a factor past float range (the reference's generative convergence: +403 decades per decade of data)
+    assert plain_units("data_quantity", "variance", 403.0, "generative/generation", False).endswith(
+        "variance ×1e+403 (on generative/generation)")
     assert plain_units("data_noise", "generalization", -0.13, "pooled", True, True) == (
         "+1 within-family sd of data_noise: -0.13 within-family sd of generalization (pooled)")
 
