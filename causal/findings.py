@@ -651,7 +651,8 @@ def _cli(args: argparse.Namespace) -> int:
     cfg = FindingsConfig(**{f.name: getattr(args, f.name) for f in fields(FindingsConfig)})
     opts = "".join(f" --{f.name.replace('_', '-')} {getattr(cfg, f.name)}" for f in fields(FindingsConfig)
                    if getattr(cfg, f.name) != getattr(defaults, f.name))
-    command = f"udl findings {args.data} --out {Path(args.out).name}{opts}"
+    out = Path(args.out)  # an absolute path (a temporary copy) is stated by its name: the text stays the same
+    command = f"udl findings {args.data} --out {out.name if out.is_absolute() else args.out}{opts}"
     out = write_findings(args.data, args.out, config=cfg, command=command)
     print(f"wrote {out}")
     return 0

@@ -103,4 +103,6 @@ def test_the_stated_command_carries_non_default_options(monkeypatch, tmp_path):
     assert main(["findings", "runs/x", "--out", str(tmp_path / "F.md"), "--alpha", "0.1", "--top-missing", "5"]) == 0
     assert seen["command"] == "udl findings runs/x --out F.md --alpha 0.1 --top-missing 5"
     assert seen["config"] == FindingsConfig(alpha=0.1, top_missing=5)
+    assert main(["findings", "runs/x", "--out", "docs/F.md"]) == 0  # a relative path is stated as given
+    assert seen["command"] == "udl findings runs/x --out docs/F.md"
     assert main(["findings", "runs/x", "--alpha", "2"]) == 2  # refused with the parameter named
