@@ -65,8 +65,8 @@ def boot_stats(est: np.ndarray, draws: np.ndarray, alpha: float) -> dict[str, np
 
 
 def independent_columns(frame: pd.DataFrame, cols: list[str]) -> list[str]:
-    """``cols`` without those that are exact linear combinations of earlier ones (kept order)."""
-    if not cols:
+    """``cols`` without those that are exact linear combinations of earlier ones (kept order; none without rows)."""
+    if not cols or len(frame) == 0:
         return []
     x = frame[cols].to_numpy(dtype="float64")
     x = x - x.mean(0)

@@ -212,3 +212,15 @@ def test_missing_columns_are_marginalized_like_fit_edges():
         mediation(d, CHAIN, n_boot=20)
     table = mediation_paths(d, [CHAIN, "capacity -> bias_sq -> generalization"], n_boot=20)
     assert list(table.results) == ["capacity -> bias_sq -> generalization"] and CHAIN in table.skipped
+
+
+def test_independent_columns_of_an_empty_stratum_are_none_and_warn_nothing():
+    """A family with no usable rows (the generative stratum of a by-task fit) printed 'Mean of empty slice'."""
+    import warnings
+
+    from causal.sem import independent_columns
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert independent_columns(pd.DataFrame({"a": [], "b": []}, dtype=float), ["a", "b"]) == []
+    assert independent_columns(pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [2.0, 4.0, 6.0]}), ["a", "b"]) == ["a"]
