@@ -654,10 +654,9 @@ MEDIATION = [
 
         One column is left out here: on this reference a single VAE run has `convergence` = −1,666 (its
         likelihood fell 1,666 decades below a single Gaussian's without the loss ever exceeding the divergence
-        threshold), which makes the generative family's raw-unit total of data quantity on convergence
-        (+400 decades per decade) overflow the plain-units wording (`10 ** effect` in
-        `causal.totals.plain_units`). Convergence's total effects are read in `02_edges` and `04_graph_tests`
-        instead.
+        threshold), and that one run makes the generative family's raw-unit total of data quantity on
+        convergence +400 decades per decade (`udl effects` prints it as a factor of 1e+403). Convergence's
+        effects are read in `02_edges` and `04_graph_tests` instead, in within-family sd units.
     """),
     code("""
         from causal.schema import COLUMNS
