@@ -258,8 +258,10 @@ def diagnose(find: Findings, treatment: str, outcome: str, selection: "pd.DataFr
 
     Rule (stated in the document): **artefact** when the estimate's sign is not the
     same under every setting, when tasks give significant estimates of opposite
-    sign, or when excluding diverged runs selects on the treatment in a task
-    that supplies the edge's rows; otherwise **finding** — "limited to TASK"
+    sign (unless only a task contradicts: a per-task difference), or when
+    excluding diverged runs selects on the treatment in a task that supplies
+    the edge's rows and the fit that keeps them (on more rows) does not
+    contradict too; otherwise **finding** — "limited to TASK"
     when one task supplies at least ``one_family`` of the rows or is the only
     one where the treatment varies.
     """
@@ -308,14 +310,27 @@ def diagnose(find: Findings, treatment: str, outcome: str, selection: "pd.DataFr
     if len(task_signs) > 1:
         reasons.append("tasks give significant estimates of opposite sign")
     if len(sel):
-        reasons.append("excluding diverged runs selects on the treatment in " + ", ".join(sel["task"]))
+        # selection explains nothing when the fit that keeps the diverged runs (more rows) contradicts too
+        inc = find.settings.get("div-incl")
+        n_inc = inc.summary[(inc.summary["treatment"] == treatment) & (inc.summary["outcome"] == outcome)]["n"] \
+            if inc is not None else []
+        n_def = r["n"].iloc[0] if len(r) else 0
+        held = len(n_inc) and int(n_inc.iloc[0]) > n_def and (verdicts.get("div-incl") or (0, ""))[1] == "contradicts"
+        if held:
+            ev.append(f"excluding diverged runs selects on the treatment in {', '.join(sel['task'])}, but the fit "
+                      f"that keeps them (n = {int(n_inc.iloc[0])}) contradicts too")
+        else:
+            reasons.append("excluding diverged runs selects on the treatment in " + ", ".join(sel["task"]))
         ev.append("diverged-vs-kept mean of the treatment: " + "; ".join(
             f"{s.task} {_f(s.mean_diverged)} vs {_f(s.mean_kept)} (p_adj {_p(s.p_adjusted)})" for s in sel.itertuples()))
     n_sig = sum(1 for v in verdicts.values() if v and v[1] == "contradicts")
     ev.append(f"contradicts under {n_sig} of {sum(1 for v in verdicts.values() if v)} settings")
+    within = sorted(st.loc[st["verdict"] == "contradicts", "stratum"]) if len(st) else []
+    opposite = "tasks give significant estimates of opposite sign"
+    if n_sig == 0 and within and reasons == [opposite]:  # a real per-task difference, not a pooled artefact
+        return f"finding within {', '.join(within)} only ({opposite}; pooled, the book's sign holds)", ev
     if reasons:
         return "artefact (" + "; ".join(reasons) + ")", ev
-    within = sorted(st.loc[st["verdict"] == "contradicts", "stratum"]) if len(st) else []
     if n_sig == 0 and within:
         return (f"finding within {', '.join(within)} only (pooled, the sign agrees under every setting but is not "
                 "significant)"), ev
@@ -442,8 +457,9 @@ def render_findings(find: Findings) -> str:
     selection = _selection(df, treatments, cfg.alpha, find.graph_tests.correction)
     L += ["## Contradictions: finding or artefact", "",
           "Rule: **artefact** when the estimate's sign changes with the setting, when tasks give significant "
-          "estimates of opposite sign, or when excluding diverged runs selects on the treatment (Mann–Whitney, "
-          "diverged vs kept, per task × problem, corrected) in a task that supplies the edge's rows; otherwise "
+          "estimates of opposite sign (unless only a task contradicts: a per-task difference), or when excluding diverged runs selects on the treatment (Mann–Whitney, "
+          "diverged vs kept, per task × problem, corrected) in a task that supplies the edge's rows and the fit that "
+          "keeps the diverged runs (on more rows) does not contradict too; otherwise "
           f"**finding**, *limited to* a task when it supplies ≥ {cfg.one_family:.0%} of the rows or is the only "
           "one where the treatment varies.", ""]
     prim = s[s["verdict"] == "contradicts"]
