@@ -100,6 +100,11 @@ class Findings:
 
 
 # ---- computing ----------------------------------------------------------------------
+
+def _group_label(key) -> str:
+    """A groupby key (one value or a tuple) as ``'task/arch'``."""
+    return "/".join(map(str, key if isinstance(key, tuple) else (key,)))
+
 def _manifest(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
@@ -555,7 +560,7 @@ def _caveats(find: Findings, table: "pd.DataFrame", selection: "pd.DataFrame") -
         if len(bad):
             L.append("- **Not learning**: groups whose median `convergence` is <= 0 (training loss no better than the "
                      "best constant predictor's): " + ", ".join(
-                         f"{'/'.join(map(str, k if isinstance(k, tuple) else (k,)))} (median {_f(r['median'])}, "
+                         f"{_group_label(k)} (median {_f(r['median'])}, "
                          f"{r['share']:.0%} of {int(r['n'])} runs <= 0)" for k, r in bad.iterrows())
                      + ". Edges into their outcomes contrast non-learners.")
         else:
@@ -566,7 +571,7 @@ def _caveats(find: Findings, table: "pd.DataFrame", selection: "pd.DataFrame") -
         if len(bad):
             L.append("- **Generators that miss most modes**: groups whose median `mode_coverage` (share of the known "
                      "mixture's modes their samples reach) is below 0.5: " + ", ".join(
-                         f"{'/'.join(map(str, k if isinstance(k, tuple) else (k,)))} (median {_f(r['median'])}, "
+                         f"{_group_label(k)} (median {_f(r['median'])}, "
                          f"{int(r['n'])} runs)" for k, r in bad.iterrows())
                      + ". Sample-quality edges contrast these with generators that learn.")
     if {"generalization", "problem"} <= set(kept.columns):
