@@ -105,6 +105,7 @@ def _group_label(key) -> str:
     """A groupby key (one value or a tuple) as ``'task/arch'``."""
     return "/".join(map(str, key if isinstance(key, tuple) else (key,)))
 
+
 def _manifest(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
