@@ -722,12 +722,23 @@ GENERATIVE_SPACE = LeverSpace(
     lr_ranges=(("sgd", 1e-4, 3e-2), ("momentum", 1e-5, 3e-3), ("adam", 3e-4, 1e-2)),
 )
 #: every family of DESIGN.md §3 in one space (issue 11 point 5: the all-family reference atlas). The large space's
-#: ranges where a family has no reason to differ; per family (``task_levers``), where its own measurements said so:
-#: graph n_train 256-2,048 (a GNN is at its ceiling from ~1,024 graphs; the MLP is not), transfer few labels, a
-#: transformer's and a GNN's budgets and batches capped for CPU cost (a transformer step costs ~10x an MLP's),
-#: generative runs on the generative space's sizes, inits and learning rates. Transfer draws only related sources
-#: (similarity 0.5-1): DESIGN.md defines ``pretrained`` by a *related* source task, and an orthogonal source
-#: raises variance (benchmarks/RESULTS.md, transfer), which would average edge 22 towards zero.
+#: ranges where a family has no reason to differ; per family (``task_levers``, ``task_lr_ranges``), where its own
+#: measurements said so (benchmarks/RESULTS.md, "Space 2-all"):
+#:
+#: - graph: n_train 256-2,048 (a GNN is at its ceiling from ~1,024 graphs; the MLP is not);
+#: - sequence: n_train 2,048-4,000, batch 64-128, depth 2-3 (at 1,024 sequences or 400 steps most transformers
+#:   stayed at chance: median test accuracy 0.35 at n 1,024 in space 1-all); budgets capped for CPU cost (a
+#:   transformer step costs ~10x an MLP's);
+#: - transfer: few labels, and learning rates below the large space's (32-d inputs: mse regression diverged in
+#:   2-3 steps from SGD 0.4 and momentum 0.009-0.5, 18 of 47 regression runs of space 1-all, and the divergence
+#:   fell unevenly on pretrained and scratch runs); only related sources (similarity 0.5-1): DESIGN.md defines
+#:   ``pretrained`` by a *related* source task, and an orthogonal source raises variance, which would average
+#:   edge 22 towards zero;
+#: - generative: Adam only, lr 1e-3-5e-3, init 0.5-1.5, batch 128 and 1,000-4,000 steps. In a grid of 288 runs
+#:   (benchmarks/RESULTS.md) momentum never taught a VAE or a GAN anything (precision 0.03-0.4, against 0.25 for
+#:   a fitted Gaussian), every momentum flow and VAE at init 2 diverged, lr 1e-2 collapsed GANs onto 1-5 modes,
+#:   and VAEs and GANs need ~1,500-3,000 Adam steps; space 1-all's generative runs (SGD and momentum down to lr
+#:   1e-5, 400-1,600 steps) learnt only as flows.
 ALL_SPACE = LeverSpace(
     levers=_levers(width=(16, 32, 64, 128, 256), depth=(2, 3, 4), batch=(32, 64, 128, 256),
                    batch_w=(1.0, 1.0, 1.0, 1.0), n_train=(1024, 2048, 4000), epochs=(25, 50, 100),
@@ -735,20 +746,23 @@ ALL_SPACE = LeverSpace(
                    archs=("mlp", "cnn", "transformer", "gnn", "vae", "gan", "flow", "diffusion"),
                    losses=("cross_entropy", "mse", "l1", "elbo", "adversarial", "nll", "denoising"),
                    pretrained=(False, True), similarity=(0.5, 0.8, 1.0), source_steps=(250, 1000)),
-    version="1-all", name="all", min_steps=400, arch_per_task=True,
+    version="2-all", name="all", min_steps=400, arch_per_task=True,
     arch_widths=(("mlp", (32, 64, 128, 256)), ("cnn", (16, 32, 64)), ("transformer", (16, 32)),
                  ("gnn", (8, 16, 32)), ("vae", (8, 16, 32, 64, 128)), ("gan", (8, 16, 32, 64, 128)),
                  ("flow", (8, 16, 32, 64, 128)), ("diffusion", (8, 16, 32, 64, 128))),
     task_levers=(
-        ("sequence", (("depth", _C((2, 3))), ("batch_size", _C((64, 128, 256))), ("epochs", _C((25, 50))))),
+        ("sequence", (("depth", _C((2, 3))), ("n_train", _C((2048, 4000))), ("batch_size", _C((64, 128))),
+                      ("epochs", _C((25, 50))))),
         ("graph", (("n_train", _C((256, 512, 1024, 2048))), ("batch_size", _C((64, 128, 256))),
                    ("epochs", _C((25, 50))))),
         ("transfer", (("n_train", _C((64, 128, 256))), ("batch_size", _C((32, 64, "full"))),
                       ("epochs", _C((20, 50))))),
-        ("generative", (("depth", _C((2, 3))), ("n_train", _C((256, 512, 1024))), ("batch_size", _C((64, 128, 256))),
-                        ("epochs", _C((50, 100))), ("init_scale", LogUniform(0.5, 2.0)))),
+        ("generative", (("depth", _C((2, 3))), ("n_train", _C((512, 1024))), ("batch_size", _C((128,))),
+                        ("epochs", _C((250, 500))), ("init_scale", LogUniform(0.5, 1.5)),
+                        ("optimizer", _C(("adam",))))),
     ),
-    task_lr_ranges=(("generative", GENERATIVE_SPACE.lr_ranges),),
+    task_lr_ranges=(("transfer", (("sgd", 1e-2, 0.2), ("momentum", 1e-3, 2e-2), ("adam", 5e-4, 5e-2))),
+                    ("generative", (("sgd", 1e-4, 3e-2), ("momentum", 1e-5, 3e-3), ("adam", 1e-3, 5e-3)))),
 )
 SpaceName = Literal["small", "large", "generative", "transfer", "all"]
 SPACES: dict[str, LeverSpace] = {"small": SMALL_SPACE, "large": LARGE_SPACE, "generative": GENERATIVE_SPACE,
