@@ -737,10 +737,11 @@ GENERATIVE_SPACE = LeverSpace(
 #:   ``pretrained`` by a *related* source task, and an orthogonal source raises variance, which would average
 #:   edge 22 towards zero;
 #: - generative: Adam only, lr 1e-3-5e-3, init 0.5-1.5, batch 128 and 1,000-4,000 steps. In a grid of 288 runs
-#:   (benchmarks/RESULTS.md) momentum never taught a VAE or a GAN anything (precision 0.03-0.4, against 0.25 for
-#:   a fitted Gaussian), every momentum flow and VAE at init 2 diverged, lr 1e-2 collapsed GANs onto 1-5 modes,
-#:   and VAEs and GANs need ~1,500-3,000 Adam steps; space 1-all's generative runs (SGD and momentum down to lr
-#:   1e-5, 400-1,600 steps) learnt only as flows.
+#:   (benchmarks/grid_generative.py; numbers in benchmarks/RESULTS.md) momentum taught no VAE (precision <= 0.23,
+#:   a fitted Gaussian scores 0.25) and few GANs (median 0.15-0.21), every momentum flow and VAE at init 2
+#:   diverged, Adam VAEs at init 2 learnt nothing, lr 1e-2 collapsed GANs onto 1-5 modes, and VAEs and GANs
+#:   need ~3,000 Adam steps at lr 1e-3; space 1-all's generative runs (SGD and momentum down to lr 1e-5,
+#:   400-1,600 steps) learnt only as flows.
 ALL_SPACE = LeverSpace(
     levers=_levers(width=(16, 32, 64, 128, 256), depth=(2, 3, 4), batch=(32, 64, 128, 256),
                    batch_w=(1.0, 1.0, 1.0, 1.0), n_train=(1024, 2048, 4000), epochs=(25, 50, 100),
