@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -72,11 +74,36 @@ def _is_int(v: object) -> bool:
 # ------------------------------------------------------------------------------------------------ local
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
     # one thread per process: two single-thread workers beat one two-thread process
     import torch
 
     torch.set_num_threads(1)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """Linux: the kernel kills this worker when the sweep process that spawned it dies.
+
+    Without it, a sweep stopped with ``kill PID`` (SIGTERM or SIGKILL to the main
+    process, as a scheduler or a user does; Ctrl-C reaches the whole process
+    group) leaves its workers training their current shard to the end, unseen,
+    and writing it after the sweep has been declared stopped. A worker killed
+    mid-write leaves only a ``.tmp`` file, which readers ignore and a resumed
+    sweep removes. Elsewhere a no-op: the pool stops idle workers once the
+    parent is gone.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl (an unusual libc): keep the pool's own behaviour
+        return
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 @contextlib.contextmanager
@@ -109,7 +136,7 @@ class LocalBackend:
         import multiprocessing as mp
 
         pool = ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=mp.get_context("spawn"),
-                                   initializer=_init_worker)
+                                   initializer=_init_worker, initargs=(os.getpid(),))
         try:
             with _worker_env():  # workers start at the first submit and read the environment then
                 pending = {pool.submit(run_shard, job, retries): job.shard for job in jobs}

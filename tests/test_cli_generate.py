@@ -113,6 +113,53 @@ def test_sigkill_mid_shard_then_resume_in_slices_gives_the_uninterrupted_rows(tm
     pd.testing.assert_frame_equal(a, b)
 
 
+def _children(pid: int) -> set[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    try:
+        with open(path) as fh:
+            return {int(c) for c in fh.read().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] not in ("Z", "X")  # a zombie has finished
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_killing_only_the_sweep_process_stops_its_workers(tmp_path):
+    """`kill -9 PID` of the main process (not its group): the pool workers die with it, mid-shard."""
+    long_shards = [a if a != "steps=300" else "steps=20000" for a in TINY]  # shards of tens of seconds
+    out = tmp_path / "s"
+    proc = subprocess.Popen([*_cmd(), "generate", *long_shards, "--workers", "2", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, workers = time.monotonic() + 120, set()
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = {c for c in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+            time.sleep(0.1)
+        assert len(workers) == 2, f"no pool workers appeared: {_children(proc.pid)}"
+        time.sleep(2.0)  # the workers are past their initializer and training
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "pool workers outlived the killed sweep process"
+        assert not storage.finished_shards(out)  # killed mid-shard: no half-trained shard reads as data
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group, pass or fail
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
 def test_udl_status_and_compact_on_a_sweep_directory(tmp_path):
     from runs_generator.sweep import generate
     from test_sweep import CrashAfter, fake_train
