@@ -288,6 +288,26 @@ def test_bias_falls_as_width_grows(seed: int) -> None:
     assert wide.extra["bias_sq_linear"] < 0.5 * narrow.extra["bias_sq_linear"]
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_identity_skip_doubles_sharpness_at_init(seed: int) -> None:
+    """Why edge 14 (residual -> sharpness, book: -) reads + on the reference (FINDINGS.md, RESULTS.md).
+
+    The generator's skips are unscaled, h_l = relu(W h_{l-1}) + h_{l-1}: at He init each one doubles the
+    activations' variance, so the last hidden layer's, which sets the Gauss-Newton part of the Hessian, grows
+    2^(skips). Measured at initialization (one step at a tiny lr), log10 lambda_max should rise by ~log10(2)
+    per skip (depth - 1 skips). The book's claim (skips smooth the landscape of deep networks) is a different
+    mechanism; this one is the raw eigenvalue's dependence on scale.
+    """
+    cfgs = [toy_config(seed=seed, run_index=i, width=64, depth=d, residual=r, steps=1, optimizer="sgd", lr=1e-6,
+                       n_train=256, batch_size=64, replicas=4)
+            for i, (d, r) in enumerate([(d, r) for d in (2, 4) for r in (False, True)])]
+    data = toy_data(cfgs[0], n_in=20, n_outputs=4, data_seed=seed)
+    sharp = {(c.depth, c.residual): m.sharpness for c, m in zip(cfgs, train_runs(cfgs, [data] * len(cfgs)))}
+    for d in (2, 4):
+        gain = sharp[(d, True)] - sharp[(d, False)]
+        assert abs(gain - (d - 1) * np.log10(2)) < 0.15 * (d - 1), (d, gain)
+
+
 def _anchors_module():
     import sys
     from pathlib import Path

@@ -22,7 +22,7 @@ MIN_RUNS = 480  # runs in the shipped reference
 FAMILIES = {"teacher": {"mlp"}, "mnist1d": {"mlp", "cnn"}, "sequence": {"mlp", "transformer"},
             "graph": {"mlp", "gnn"}, "transfer": {"mlp"}, "generative": {"vae", "gan", "flow", "diffusion"}}
 SUPERVISED = ["teacher", "mnist1d", "sequence", "graph", "transfer"]
-MNIST_MEDIAN_FLOOR = 0.42  # median MNIST-1D test accuracy of its non-diverged runs, rounded down
+MNIST_MEDIAN_FLOOR = 0.45  # issue 8: median MNIST-1D test accuracy of its non-diverged runs (space 2-all: 0.496)
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +88,31 @@ def test_the_inductive_bias_is_real_in_the_data(ok, task, matched):
 
 
 def test_generative_runs_learn_the_mixture(ok):
-    """A Gaussian fitted to the ring scores precision ~0.25 (tests/test_generative.py). Flows learn it in this
-    budget; most VAE, GAN and diffusion runs of the reference do not yet (README, issue 11)."""
+    """A Gaussian fitted to the ring scores precision ~0.25 (tests/test_generative.py); space 2-all trains every
+    generative architecture with Adam in a budget where each learns it (benchmarks/RESULTS.md, "Space 2-all")."""
     g = ok[ok["task"] == "generative"]
-    assert len(g) >= 50
-    assert g["precision"].quantile(0.9) > 0.5, g.groupby("arch")["precision"].describe()
-    flow = g[g["arch"] == "flow"]
-    assert flow["precision"].median() > 0.4 and flow["mode_coverage"].median() == 1.0, flow[["precision",
-                                                                                               "mode_coverage"]]
-    assert (g.groupby("arch")["mode_coverage"].max() > 0.5).all(), g.groupby("arch")["mode_coverage"].max()
+    assert len(g) >= 70
+    by = g.groupby("arch")
+    assert (by["precision"].median() > 0.35).all(), by["precision"].describe()
+    assert (by["precision"].quantile(0.9) > 0.6).all(), by["precision"].describe()
+    likelihood = g[g["arch"] != "gan"]  # a GAN may drop modes (the book's mode collapse); the others cover the ring
+    assert (likelihood.groupby("arch")["mode_coverage"].median() == 1.0).all()
+    assert g["precision"].median() > 0.6
+
+
+def test_transfer_runs_rarely_diverge_and_not_by_treatment(runs):
+    """Space 2-all's transfer learning rates: few diverged runs, so excluding them barely selects on pretrained."""
+    t = runs[runs["task"] == "transfer"]
+    share = t.groupby("pretrained")["diverged"].mean()
+    assert t["diverged"].mean() < 0.12 and (share < 0.25).all(), share
+
+
+def test_transformers_learn_the_sequence_task(ok):
+    """Space 2-all's sequence sizes (2,048-4,000 sequences; chance 0.25): the median transformer is at 0.50 (0.39 in
+    space 1-all, whose 1,024-sequence runs mostly stayed at chance)."""
+    tr = ok[(ok["task"] == "sequence") & (ok["arch"] == "transformer")]
+    assert tr["generalization"].median() > 0.45, tr["generalization"].describe()
+    assert (tr["generalization"] > 0.35).mean() > 0.6, tr["generalization"].describe()
 
 
 def test_no_placeholder_or_cap_values(runs):
