@@ -111,3 +111,20 @@ def test_the_stated_command_carries_non_default_options(monkeypatch, tmp_path):
     assert main(["findings", "runs/x", "--out", "docs/F.md"]) == 0  # a relative path is stated as given
     assert seen["command"] == "udl findings runs/x --out docs/F.md"
     assert main(["findings", "runs/x", "--alpha", "2"]) == 2  # refused with the parameter named
+
+
+def test_every_stated_mechanism_names_a_test_that_exists():
+    """A mechanism line cites the test that reproduces it; a renamed or deleted test must not leave a dead citation."""
+    from causal.findings import MECHANISMS
+
+    root = Path(__file__).resolve().parents[1]
+    book = {(e.treatment, e.outcome) for e in BOOK_DAG.column_edges()}
+    assert MECHANISMS
+    for (treatment, outcome), (test, _what) in MECHANISMS.items():
+        path, _, name = test.partition("::")
+        assert f"def {name}(" in (root / path).read_text(), test
+        assert (treatment, outcome) in book, (treatment, outcome)
+    text = (root / "FINDINGS.md").read_text()
+    contradicted = re.findall(r"### Edge \d+: `(\w+)` → `(\w+)`", text)
+    for pair in set(contradicted) & set(MECHANISMS):
+        assert MECHANISMS[pair][0] in text
