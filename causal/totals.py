@@ -45,6 +45,11 @@ __all__ = ["TotalEffects", "TotalDraws", "total_effects", "randomized_totals", "
 
 _RANDOMIZED = ("lever", "context", "design")
 _MIN_ROWS = 30
+#: a family's total effect needs at least this many rows per regressor (the lever and its adjustment set):
+#: on the 2-all reference the teacher and transfer families have 31-41 rows for 21-24 regressors (1.4-1.8 per
+#: regressor), and their bootstrap CIs for log_lr -> generalization spanned +-0.9 to +-39 units of accuracy or R² (a
+#: few near-singular resamples set the sd); graph, MNIST-1D and sequence (3.0-4.0 per regressor) gave 0.08-0.21
+MIN_ROWS_PER_REGRESSOR = 3
 #: mediators and outcomes :func:`total_effects` reports by default (those present)
 DEFAULT_OUTCOMES = ("gradient_stability", "sharpness", "implicit_reg", "bias_sq", "variance", "convergence",
                     "generalization", "test_loss", "test_error", "gen_gap", "deployment_risk", "ece",
@@ -345,6 +350,14 @@ def _scope(df: pd.DataFrame, family: str, graph: CausalGraph, levers: Sequence[s
         skipped.extend({"family": family, "lever": lv, "outcome": target, "reason": r}
                        for lv, r in tot.skipped.items())
         names = list(tot.estimate)
+        if family != "pooled":  # a family's rows must carry its regressions (the pooled fit always runs)
+            few = {s: 1 + len(tot.adjustment[s]) for s in names
+                   if len(tot.rows) < MIN_ROWS_PER_REGRESSOR * (1 + len(tot.adjustment[s]))}
+            skipped.extend({"family": family, "lever": s, "outcome": target,
+                            "reason": f"{len(tot.rows)} rows for {k} regressors, fewer than "
+                                      f"{MIN_ROWS_PER_REGRESSOR} per regressor: read the pooled estimate, or "
+                                      f"generate more runs of this family"} for s, k in few.items())
+            names = [s for s in names if s not in few]
         if not names:
             continue
         st = boot_stats(np.array([tot.estimate[s] for s in names]),
@@ -388,7 +401,10 @@ def total_effects(runs: pd.DataFrame, *, levers: Iterable[str] | None = None, ou
         As for :func:`causal.fit_edges`.
     by_family : bool
         Also estimate within each ``task/problem`` family with at least 30
-        rows, in that family's raw units.
+        rows, in that family's raw units; an effect whose family has fewer than
+        :data:`MIN_ROWS_PER_REGRESSOR` rows per regressor is listed in
+        ``skipped`` instead (its bootstrap CI would be set by near-singular
+        resamples).
 
     Returns
     -------

@@ -119,3 +119,19 @@ def test_bad_input_names_the_value(sims):
     te = total_effects(d, levers=["nope"], outcomes=["variance"], n_boot=20, by_family=False)
     assert te.summary.empty and "'nope' is not a randomized column" in te.skipped["reason"].iloc[0]
     assert isinstance(te.to_dict()["skipped"], list) and isinstance(te.summary, pd.DataFrame)
+
+
+def test_a_family_with_too_few_rows_per_regressor_is_skipped_not_estimated(sims):
+    """Per-family regressions need MIN_ROWS_PER_REGRESSOR rows per regressor; the pooled fit always runs."""
+    from causal.totals import MIN_ROWS_PER_REGRESSOR
+
+    data = sims[0].data
+    fam = (data["task"].astype(str) + "/" + data["problem"].astype(str)).to_numpy()
+    cut = np.flatnonzero(fam == "teacher/regression")[40:]  # that family keeps 40 rows: about 2 per regressor
+    small = data.drop(index=data.index[cut])
+    te = total_effects(small, levers=["log_lr"], outcomes=["implicit_reg"], n_boot=30)
+    fams = set(te.summary["family"])
+    assert "pooled" in fams and "mnist1d/classification" in fams
+    assert "teacher/regression" not in fams
+    reason = te.skipped.set_index("family").loc["teacher/regression", "reason"]
+    assert f"fewer than {MIN_ROWS_PER_REGRESSOR} per regressor" in reason and "rows for" in reason
