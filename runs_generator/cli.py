@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "reference: teacher and MNIST-1D, n_train 1,024-4,000, 25-100 epochs), 'all' (every "
                         "family: teacher, MNIST-1D, sequence, graph, transfer and generative, each with its own "
                         "architectures, sizes and learning rates; the shipped reference), 'generative' (VAE, GAN, "
-                        "flow and diffusion on a 2-D Gaussian mixture) or 'transfer' (the transfer family beside the teacher one: pretrained vs scratch "
-                        "at few labels); runs_generator.levers.SPACES defines them")
+                        "flow and diffusion on a 2-D Gaussian mixture) or 'transfer' (the transfer family beside "
+                        "the teacher one: pretrained vs scratch at few labels); runs_generator.levers.SPACES "
+                        "defines them")
     p.add_argument("--fix", action="append", default=[], metavar="LEVER=VALUE",
                    help="hold a lever constant (repeatable), e.g. --fix optimizer=adam")
     p.add_argument("--vary", action="append", default=[], metavar="LEVER=V1,V2",
