@@ -36,7 +36,7 @@ from typing import Callable
 
 import torch
 
-from runs_generator.models import ArchSpec, Tape, head, hidden_features, residual_flags as _residual_flags
+from runs_generator.models import ArchSpec, Tape, head, hidden_features, residual_flags as _residual_flags, unit_mask
 from runs_generator._noise import ModelStreams
 
 __all__ = ["loss_and_grads", "autograd_loss_and_grads"]
@@ -112,10 +112,15 @@ def loss_and_grads(
                 dz = (dxhat - c1 - xhat * c2) * rstd
                 if tape.m is not None:
                     dz = dz * tape.m
-            else:  # mean over each example's layer-norm group (units; CNN: channels and positions)
+            elif spec.units is None:  # mean over each example's layer-norm group (units; CNN: channels and positions)
                 c1 = arch.norm_mean(dxhat, b)
                 c2 = arch.norm_mean(dxhat * xhat, b)
                 dz = (dxhat - c1 - xhat * c2) * rstd
+            else:  # padded models: the mean over each model's own units, and no gradient to padded ones
+                mask, ratio = unit_mask(spec, dxhat)
+                c1 = arch.norm_mean(dxhat, b) * ratio
+                c2 = arch.norm_mean(dxhat * xhat, b) * ratio
+                dz = (dxhat - c1 - xhat * c2) * rstd * mask
         if norm != "batch":  # batch norm has no bias before it
             grads[f"b{i}"].copy_(dz.sum(dim=rows))
         grads[f"w{i}"].copy_(arch.weight_grad(inp, dz))

@@ -23,7 +23,7 @@ from runs_generator._data import (
     stack_padded,
 )
 from runs_generator.losses import per_example_and_grad
-from runs_generator.models import ArchSpec
+from runs_generator.models import ArchSpec, embed_param, padded_spec
 from runs_generator.spec import RunConfig, TaskData
 
 __all__ = ["ModelSet", "build_model_set", "arch_spec"]
@@ -116,6 +116,8 @@ class ModelSet:
                 changes[f.name] = v.index_select(0, sel)
             else:
                 changes[f.name] = [v[i] for i in idx]
+        if self.spec.units is not None:
+            changes["spec"] = replace(self.spec, units=tuple(self.spec.units[i] for i in idx))
         return replace(self, **changes)
 
     @torch.no_grad()
@@ -130,7 +132,7 @@ class ModelSet:
             return
         for i, state in enumerate(self.init_states):
             for name, value in (state or {}).items():
-                params[name][i].copy_(value)
+                params[name][i].copy_(embed_param(self.spec, name, self.spec.alone(i), value))
 
     def noise_streams(self):
         """Fresh per-model dropout / augmentation streams (:func:`runs_generator._noise.make_streams`)."""
@@ -138,7 +140,7 @@ class ModelSet:
 
         drop = [i for i, c in enumerate(self.run_of_model) if self.configs[c].dropout > 0]
         aug = [i for i, c in enumerate(self.run_of_model) if self.configs[c].augmentation]
-        return make_streams(self.noise_seeds, self.batch, self.device, drop, aug)
+        return make_streams(self.noise_seeds, self.batch, self.device, drop, aug, units=self.spec.units)
 
     def rowmask(self, counts: torch.Tensor, n: int) -> torch.Tensor | None:
         """(R, n) 1/0 mask of real rows, or None when every model fills all n rows."""
@@ -222,8 +224,10 @@ def build_model_set(
 
     ``init_states``, one per run (or None): the hidden-layer parameters ``{name: (K, ...)}``
     that the run's K replicas start from (:func:`runs_generator.transfer.source_states`).
+    Runs of different widths are stacked padded to the widest (:func:`runs_generator.models.padded_spec`;
+    only architectures with ``pads_width``).
     """
-    spec = arch_spec(configs[0], datas[0])
+    specs = [arch_spec(c, d) for c, d in zip(configs, datas)]
     run_of, rep, cfg_of = [], [], []
     xs, ys, xv, yv, xt = [], [], [], [], []
     for j, (c, d) in enumerate(zip(configs, datas)):
@@ -236,6 +240,7 @@ def build_model_set(
             xv.append(d.x_val[k])
             yv.append(d.y_val[k])
             xt.append(d.x_test)
+    spec = padded_spec([specs[j] for j in run_of])
     classification = datas[0].problem == "classification"
     ydt = None if classification else dtype
     x, n_train = stack_padded(xs, device, dtype)

@@ -44,7 +44,7 @@ NOISE_KIND = "auto"
 
 def make_streams(seeds: Sequence[int], rows: Sequence[int], device: torch.device,
                  dropout_models: Sequence[int] | None = None, augment_models: Sequence[int] | None = None,
-                 kind: str | None = None):
+                 kind: str | None = None, units: Sequence[int] | None = None):
     """Per-model noise streams of the configured kind (:data:`NOISE_KIND` unless ``kind`` is given)."""
     kind = kind or NOISE_KIND
     if kind == "auto":
@@ -52,7 +52,7 @@ def make_streams(seeds: Sequence[int], rows: Sequence[int], device: torch.device
     cls = {"generator": ModelStreams, "counter": CounterStreams}.get(kind)
     if cls is None:
         raise ValueError(f"noise stream kind must be 'auto', 'generator' or 'counter'; got {kind!r}")
-    return cls(seeds, rows, device, dropout_models, augment_models)
+    return cls(seeds, rows, device, dropout_models, augment_models, units)
 
 
 class ModelStreams:
@@ -65,10 +65,15 @@ class ModelStreams:
     device : where the generators and draws live.
     dropout_models, augment_models : positions of the models that use dropout /
         augmentation (default: all); only they draw.
+    units : each model's own width when the hidden maps are padded to a wider one
+        (:func:`runs_generator.models.padded_spec`); a model draws dropout uniforms for its
+        own units only. None: every model has the map's width.
     """
 
     def __init__(self, seeds: Sequence[int], rows: Sequence[int], device: torch.device,
-                 dropout_models: Sequence[int] | None = None, augment_models: Sequence[int] | None = None):
+                 dropout_models: Sequence[int] | None = None, augment_models: Sequence[int] | None = None,
+                 units: Sequence[int] | None = None):
+        self.units = None if units is None else [int(u) for u in units]
         self.seeds = [int(s) for s in seeds]
         self.rows = [int(b) for b in rows]
         self.device = torch.device(device)
@@ -106,10 +111,12 @@ class ModelStreams:
             if channels_first:
                 c, n = f.shape[1], f.shape[2]
                 length = n // b_max
-                u = torch.rand((b, c, length), generator=self.gens[r], device=f.device, dtype=f.dtype)
-                out[r].view(c, b_max, length)[:, :b] = u.transpose(0, 1)
+                w = c if self.units is None else self.units[r]
+                u = torch.rand((b, w, length), generator=self.gens[r], device=f.device, dtype=f.dtype)
+                out[r].view(c, b_max, length)[:w, :b] = u.transpose(0, 1)
             else:
-                out[r, :b] = torch.rand((b, f.shape[2]), generator=self.gens[r], device=f.device, dtype=f.dtype)
+                w = f.shape[2] if self.units is None else self.units[r]
+                out[r, :b, :w] = torch.rand((b, w), generator=self.gens[r], device=f.device, dtype=f.dtype)
         return out
 
 
@@ -137,10 +144,13 @@ class CounterStreams:
     """
 
     def __init__(self, seeds: Sequence[int], rows: Sequence[int], device: torch.device,
-                 dropout_models: Sequence[int] | None = None, augment_models: Sequence[int] | None = None):
+                 dropout_models: Sequence[int] | None = None, augment_models: Sequence[int] | None = None,
+                 units: Sequence[int] | None = None):
         self.device = torch.device(device)
         self.rows = [int(b) for b in rows]
         r = len(self.rows)
+        self.units = None if units is None else torch.tensor([int(u) for u in units], dtype=torch.int64,
+                                                             device=self.device)
         self.seed = torch.tensor([int(s) & ((1 << 63) - 1) for s in seeds], dtype=torch.int64, device=self.device)
         self.rows_t = torch.tensor(self.rows, dtype=torch.int64, device=self.device)
         self.offset = torch.zeros(r, dtype=torch.int64, device=self.device)
@@ -155,18 +165,36 @@ class CounterStreams:
         m[list(models)] = True
         return m.to(self.device)
 
-    def _uniform(self, b_max: int, per_example: tuple[int, ...], who: torch.Tensor, dtype: torch.dtype):
-        """Uniforms (R, B_max, *per_example) and the mask of drawn entries (R, B_max, 1...)."""
+    def _uniform(self, b_max: int, per_example: tuple[int, ...], who: torch.Tensor, dtype: torch.dtype,
+                 own: torch.Tensor | None = None):
+        """Uniforms (R, B_max, *per_example) and the mask of drawn entries (R, B_max, 1...).
+
+        ``own`` (R,): each model's own size of the first per-example axis (its width, when hidden
+        maps are padded); a model's entries are then numbered in its own layout and only its own
+        units are drawn (the mask is then (R, B_max, *per_example)).
+        """
         r, s = len(self.rows), 1
         for d in per_example:
             s *= d
-        idx = torch.arange(b_max * s, device=self.device, dtype=torch.int64).view(1, b_max, *per_example)
         lead = (r,) + (1,) * (len(per_example) + 1)
+        if own is None:
+            idx = torch.arange(b_max * s, device=self.device, dtype=torch.int64).view(1, b_max, *per_example)
+            per_row = self.rows_t * s
+        else:  # row-major in the model's own layout: the width axis leads, so a unit's place in a row is the same
+            size = own * (s // per_example[0])  # (R,) values per example
+            within = torch.arange(s, device=self.device, dtype=torch.int64).view(1, 1, *per_example)
+            rows = torch.arange(b_max, device=self.device, dtype=torch.int64).view(1, b_max, *([1] * len(per_example)))
+            idx = rows * size.view(lead) + within
+            per_row = self.rows_t * size
         x = _splitmix(self.seed.view(lead) + (self.offset.view(lead) + idx) * _GOLDEN)
         u = (((x >> 40) & 0xFFFFFF).to(dtype) + 0.5) * 2.0**-24
         valid = torch.arange(b_max, device=self.device).view(1, b_max) < self.rows_t.view(r, 1)
         valid = (valid & who.view(r, 1)).view(r, b_max, *([1] * len(per_example)))
-        self.offset += torch.where(who, self.rows_t * s, torch.zeros_like(self.rows_t))
+        if own is not None:
+            unit = torch.arange(per_example[0], device=self.device).view(1, 1, per_example[0],
+                                                                         *([1] * (len(per_example) - 1)))
+            valid = valid & (unit < own.view(lead))
+        self.offset += torch.where(who, per_row, torch.zeros_like(self.rows_t))
         return u, valid
 
     def jitter(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,8 +213,8 @@ class CounterStreams:
         """Uniforms shaped like a hidden map ``f`` for models with dropout (others get 0, i.e. keep)."""
         if channels_first:
             r, c, n = f.shape
-            u, valid = self._uniform(b_max, (c, n // b_max), self._drop, f.dtype)  # (R, B, C, L)
+            u, valid = self._uniform(b_max, (c, n // b_max), self._drop, f.dtype, self.units)  # (R, B, C, L)
             u = torch.where(valid, u, torch.zeros_like(u))
             return u.permute(0, 2, 1, 3).reshape(r, c, n)
-        u, valid = self._uniform(b_max, (f.shape[2],), self._drop, f.dtype)
+        u, valid = self._uniform(b_max, (f.shape[2],), self._drop, f.dtype, self.units)
         return torch.where(valid, u, torch.zeros_like(u))

@@ -74,7 +74,6 @@ def finalize(ms: ModelSet, params, running, stats: TrainStats, t_start: float) -
         finite_out = np.isfinite(test_np.reshape(ms.r, -1)).all(axis=1)
         diverged = (bad_step > 0) | ~np.isfinite(lf) | ~np.isfinite(te) | ~np.isfinite(li) | ~finite_out
         diverged |= lf > EXPLODE_FACTOR * li
-    n_params = count_params(ms.spec)
     wall = (time.perf_counter() - t_start) / max(1, len(ms.configs))
     results = []
     run_of = np.asarray(ms.run_of_model)
@@ -84,7 +83,7 @@ def finalize(ms: ModelSet, params, running, stats: TrainStats, t_start: float) -
         steps_bad = bad_step[sel][bad_step[sel] > 0]
         # the first step at which a replica diverged; the step count when only the final loss showed it
         div_step = int(steps_bad.min()) if steps_bad.size else (int(cfg.steps) if div else None)
-        common = dict(n_params=n_params, gradient_stability=_mean_or_none(gs[sel]), diverged=div,
+        common = dict(n_params=count_params(ms.spec.alone(int(sel[0]))), gradient_stability=_mean_or_none(gs[sel]), diverged=div,
                       diverged_step=div_step, train_loss_initial=_mean_or_none(li[sel]), wall_time_s=float(wall))
         if div:
             results.append(RunMetrics(

@@ -20,6 +20,7 @@ over (R, B, W) activations and (R, P) optimizer state, which are memory-bound.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import torch
@@ -87,15 +88,26 @@ class FlatOptimizer:
         self.set_active(torch.ones_like(self.lr))
 
     def set_active(self, active: torch.Tensor) -> None:
-        """Models with ``active`` 0 (R, 1) stop updating (their learning rate is 0)."""
+        """Models with ``active`` 0 (R, 1) stop updating (their learning rate is 0).
+
+        After the first call the per-model rates are written in place, so a captured CUDA graph of
+        :meth:`step` sees them.
+        """
         lr = -self.lr * active  # negated: updates are flat += lr_col * step
         if self.masked:
-            self.lr_sgd, self.lr_adam = lr * (1 - self.adam_mask), lr * self.adam_mask
+            lr_sgd, lr_adam = lr * (1 - self.adam_mask), lr * self.adam_mask
         else:
-            self.lr_sgd = lr[self.sgd_rows] if self.sgd_rows is not None else None
-            self.lr_adam = lr[self.adam_rows] if self.adam_rows is not None else None
+            lr_sgd = lr[self.sgd_rows] if self.sgd_rows is not None else None
+            lr_adam = lr[self.adam_rows] if self.adam_rows is not None else None
+        if getattr(self, "lr_sgd", None) is None and getattr(self, "lr_adam", None) is None:
+            self.lr_sgd, self.lr_adam = lr_sgd, lr_adam
+            return
+        for mine, new in ((self.lr_sgd, lr_sgd), (self.lr_adam, lr_adam)):
+            if mine is not None:
+                mine.copy_(new)
 
-    def step(self, g: torch.Tensor, t: int, track: bool = False) -> torch.Tensor | None:
+    def step(self, g: torch.Tensor, t: int, track: bool = False,
+             bias: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
         """Apply loss gradients ``g`` (R, P) at step ``t`` (0-based); ``g`` may be overwritten.
 
         With ``track``, return each model's ``h ||g||^2`` (R,) for
@@ -103,7 +115,9 @@ class FlatOptimizer:
         (before weight decay): ``lr`` for SGD, ``lr / (1 - momentum)`` with
         momentum, and for Adam the preconditioned form
         ``sum_i lr g_i^2 / (sqrt(v_hat_i) + eps)`` with this step's ``v_hat``.
-        Inactive models (learning rate 0) give 0.
+        Inactive models (learning rate 0) give 0. ``bias``: Adam's bias corrections
+        ``(1 - b1^(t+1), sqrt(1 - b2^(t+1)))`` as 0-dim device tensors, read instead of ``t``
+        (the CUDA-graph loop, whose captured step must not bake ``t`` in).
         """
         q = g_sq = None
         if track:
@@ -122,10 +136,13 @@ class FlatOptimizer:
         if self.adam_rows is not None:
             p, ga = self.flat[self.adam_rows], g[self.adam_rows]
             b1, b2 = ADAM_BETAS
-            bc1, bc2 = 1 - b1 ** (t + 1), 1 - b2 ** (t + 1)
+            if bias is None:
+                bc1, sqrt_bc2 = 1 - b1 ** (t + 1), (1 - b2 ** (t + 1)) ** 0.5
+            else:
+                bc1, sqrt_bc2 = bias
             self.m.lerp_(ga, 1 - b1)
             self.v.mul_(b2).addcmul_(ga, ga, value=1 - b2)
-            denom = self.v.sqrt().div_(bc2**0.5).add_(ADAM_EPS)  # torch.optim.Adam's rounding order
+            denom = self.v.sqrt().div_(sqrt_bc2).add_(ADAM_EPS)  # torch.optim.Adam's rounding order
             p.addcdiv_(self.m * (self.lr_adam / bc1), denom)
             if g_sq is not None:
                 q[self.adam_rows] += (g_sq / denom).sum(dim=1) * -self.lr_adam.view(-1)  # masked: SGD rows add 0
@@ -202,6 +219,12 @@ def train_model_set(ms: ModelSet, *, fused: bool | None = None,
     explode_at = loss_init * EXPLODE_FACTOR
     stop_steps = set(ms.steps)  # the active mask only changes when some model finishes
     active = torch.ones(r, device=dev, dtype=dt)
+    if _graphable(ms, fused, streams):  # the same step, captured once as a CUDA graph and replayed
+        bad_step, hgsq, best_val = _graphed_loop(
+            ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, params, grads, g, opt, streams, step_fn,
+            objective, running, dropout, residual_flags, any_aug, shift, xb, yb, rowmask, batch_idx, explode_at,
+            win_start, first_win, bad_step, hgsq)
+        n_steps = 0
     for t in range(n_steps):
         if t in stop_steps:
             active = (steps_t > t).to(dt)
@@ -221,11 +244,7 @@ def train_model_set(ms: ModelSet, *, fused: bool | None = None,
             if q is not None:
                 hgsq.addcmul_(active * (win_start <= t), q)
             if (t + 1) in due:
-                val = _val_loss(ms, params, running)
-                better = due[t + 1] & (val < best_val)
-                best_val = torch.where(better, val, best_val)
-                for b, v in zip(best, (flat, *running.values())):
-                    b.copy_(torch.where(_col(better, v), v, b))
+                best_val = _keep_best(ms, params, running, due[t + 1], best, best_val, flat)
     if due:
         es = ms.early_stop
         for b, v in zip(best, (flat, *running.values())):
@@ -240,6 +259,130 @@ def train_model_set(ms: ModelSet, *, fused: bool | None = None,
     if state_out is not None:
         state_out.update({k: v.detach().clone() for k, v in params.items()})
     return finalize(ms, params, running, stats, t0)
+
+
+def _keep_best(ms: ModelSet, params, running, due_now: torch.Tensor, best: list, best_val: torch.Tensor,
+               flat: torch.Tensor) -> torch.Tensor:
+    """Early stopping at a validation step: keep each due model's state where its validation loss improved."""
+    val = _val_loss(ms, params, running)
+    better = due_now & (val < best_val)
+    best_val = torch.where(better, val, best_val)
+    for b, v in zip(best, (flat, *running.values())):
+        b.copy_(torch.where(_col(better, v), v, b))
+    return best_val
+
+
+#: capture each chunk's training step as a CUDA graph and replay it (CUDA, architectures with the
+#: hand-written backward, counter noise streams): one launch per step instead of ~150 small kernels.
+#: ``UDL_CUDA_GRAPHS=0`` in the environment turns it off (benchmarks; a capture problem on some setup)
+CUDA_GRAPHS = os.environ.get("UDL_CUDA_GRAPHS", "1") != "0"
+#: eager steps of each captured variant (with / without implicit-regularization tracking) before its capture
+GRAPH_WARMUP = 2
+
+
+def _graphable(ms: ModelSet, fused: bool, streams) -> bool:
+    from runs_generator._noise import CounterStreams
+
+    return (CUDA_GRAPHS and ms.device.type == "cuda" and fused and isinstance(streams, CounterStreams)
+            and max(ms.steps) > 2 * GRAPH_WARMUP + 2)
+
+
+def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, params, grads, g, opt, streams,
+                  step_fn, objective, running, dropout, residual_flags, any_aug, shift, xb, yb, rowmask, batch_idx,
+                  explode_at, win_start, first_win, bad_step, hgsq):
+    """The training loop of :func:`train_model_set` with each step replayed from a captured CUDA graph.
+
+    Everything a step reads that changes between steps lives in a static device buffer written before
+    the step (the minibatch indices, the step number, Adam's bias corrections, the active mask and
+    learning rates), so the captured step is the eager step; the first :data:`GRAPH_WARMUP` steps of each
+    variant run eagerly on a side stream (as CUDA graphs require), and a failed capture falls back to
+    eager steps. Returns ``(bad_step, hgsq, best_val)``.
+    """
+    r, dev, dt = ms.r, ms.device, ms.dtype
+    b1, b2 = ADAM_BETAS
+    t_buf = torch.zeros((), dtype=torch.int64, device=dev)
+    bc1 = torch.ones((), dtype=dt, device=dev)
+    sqrt_bc2 = torch.ones((), dtype=dt, device=dev)
+    it_buf = batch_idx[0].clone() if batch_idx is not None else None
+    active = torch.ones(r, device=dev, dtype=dt)
+    bad_step, hgsq = bad_step.clone(), hgsq.clone()
+
+    def body(track: bool) -> None:
+        if it_buf is not None:
+            xs = ms.x.flatten(0, 1).index_select(0, it_buf).view(r, -1, *ms.x.shape[2:])
+            ys = ms.y.flatten(0, 1).index_select(0, it_buf).view(r, -1, *ms.y.shape[2:])
+        else:
+            xs, ys = xb, yb
+        xa = _augment(ms, xs, streams, shift) if any_aug else xs
+        losses = step_fn(ms.spec, params, grads, xa, ys, objective, running=running, residual=ms.residual,
+                         dropout=dropout, rowmask=rowmask, active=active, generator=streams,
+                         residual_flags=residual_flags)
+        bad = (~torch.isfinite(losses) | (losses > explode_at)) & (active > 0) & (bad_step < 0)
+        bad_step.copy_(torch.where(bad, t_buf + 1, bad_step))
+        q = opt.step(g, 0, track=track, bias=(bc1, sqrt_bc2))
+        if q is not None:
+            hgsq.addcmul_(active * (win_start <= t_buf), q)
+
+    graphs: dict[bool, object] = {}
+    eager_runs = {False: 0, True: 0}
+    pool: list = []
+    use_graphs = True
+    with torch.no_grad():
+        for t in range(n_steps):
+            if t in stop_steps:
+                active.copy_((steps_t > t).to(dt))
+                opt.set_active(active.view(-1, 1))
+            if it_buf is not None:
+                it_buf.copy_(batch_idx[t % batch_idx.shape[0]])
+            t_buf.fill_(t)
+            bc1.fill_(1 - b1 ** (t + 1))
+            sqrt_bc2.fill_((1 - b2 ** (t + 1)) ** 0.5)
+            track = t >= first_win
+            if track in graphs:
+                graphs[track].replay()
+            elif not use_graphs or eager_runs[track] < GRAPH_WARMUP:
+                _on_side_stream(lambda: body(track), dev)
+                eager_runs[track] += 1
+            else:
+                try:
+                    graph = _capture(lambda: body(track), pool)
+                except Exception as exc:  # noqa: BLE001 - any capture failure: train on eagerly
+                    _warn_capture(exc)
+                    use_graphs = False
+                    body(track)
+                else:
+                    graphs[track] = graph
+                    graph.replay()
+            if (t + 1) in due:
+                best_val = _keep_best(ms, params, running, due[t + 1], best, best_val, flat)
+    return bad_step, hgsq, best_val
+
+
+def _on_side_stream(fn, dev: torch.device) -> None:
+    """Run ``fn`` eagerly on a side stream, ordered after and before the current stream (warm-up before capture)."""
+    side = torch.cuda.Stream(device=dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream(dev).wait_stream(side)
+
+
+def _capture(fn, pool: list):
+    """Capture ``fn``'s kernels as a CUDA graph (not running them); graphs of one loop share one memory pool."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool[0] if pool else None):
+        fn()
+    if not pool:
+        pool.append(graph.pool())
+    return graph
+
+
+def _warn_capture(exc: Exception) -> None:
+    import warnings
+
+    warnings.warn(f"CUDA graph capture of the training step failed ({type(exc).__name__}: {exc}); "
+                  "training this chunk with eager steps (set runs_generator._trainer.CUDA_GRAPHS = False "
+                  "to skip the attempt)", RuntimeWarning, stacklevel=2)
 
 
 def _views(flat: torch.Tensor, shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:

@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="worker processes (default min(2, cpu count) = %(default)s); 1 trains in-process")
     p.add_argument("--engine", choices=("batched", "naive"), default="batched", help="training engine")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device")
+    p.add_argument("--pad-widths", choices=("auto", "on", "off"), default="auto",
+                   help="train MLP/CNN runs that differ only in width as one computation padded to the widest: "
+                        "'auto' (default) on CUDA only, where small models are launch-bound; rows do not depend "
+                        "on it")
     p.add_argument("--replicas", type=int, default=4, help="K replicas per run (default 4)")
     p.add_argument("--space", choices=tuple(SPACES), default="small",
                    help="lever space: 'small' (default; fast, tests and CPU demos), 'large' (the two-family "
@@ -146,6 +150,7 @@ def _generate(args: argparse.Namespace) -> int:
         runs=args.runs, seed=args.seed, out=args.out, shard_size=args.shard_size, workers=args.workers,
         engine=args.engine, device=args.device, replicas=args.replicas,
         overrides=get_space(args.space).overrides(fix, vary), space=args.space,
+        pad_widths={"auto": None, "on": True, "off": False}[args.pad_widths],
     )
     backend = _backend(args)
     try:

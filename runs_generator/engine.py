@@ -1,12 +1,16 @@
 """The training engine: train runs (K replicas each) and measure them.
 
 Group key (:func:`group_key`): runs train as one batched computation when they
-share ``(task, problem, arch, width, depth, normalization, batch bucket)`` and,
+share ``(task, problem, arch, depth, normalization, batch bucket, width)`` and,
 inside :func:`train_runs`, the data's input shape and output count — everything
 that fixes tensor shapes. The batch bucket is the power of two at or above the
 effective batch size, except that small models (batch x width x hidden work
 below :data:`SMALL_WORK`) share one bucket: their steps cost launch overhead,
-not FLOPs, so padding a small batch up to a larger one is nearly free.
+not FLOPs, so padding a small batch up to a larger one is nearly free. On CUDA
+(``pad_widths``) the MLP's and the CNN's runs of every width share a group too,
+padded to the widest (:func:`runs_generator.models.padded_spec`): on a GPU these
+small models are launch-bound, and one group of all widths launches the same
+kernels as one group of a single width.
 
 Per-model tensors (shape (R,), R = runs x replicas in a chunk), so a group with
 mixed levers trains as one computation: ``lr``, ``weight_decay``,
@@ -36,10 +40,13 @@ from runs_generator.registry import _load, arch_entry, loss_entry, task_family
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 from causal.errors import ConfigError
 
-__all__ = ["train_runs", "group_key", "resolve_device", "auto_chunk_size", "SMALL_WORK", "ACTIVATION_BUDGET", "MAX_CHUNK",
+__all__ = ["train_runs", "group_key", "pads_width", "resolve_device", "auto_chunk_size", "SMALL_WORK", "CUDA_SMALL_WORK", "ACTIVATION_BUDGET", "MAX_CHUNK",
            "CUDA_ACTIVATION_BUDGET", "CUDA_MAX_CHUNK"]
 
 SMALL_WORK = 2**20  # multiply-adds per model step below which batch sizes share a bucket
+#: the same on CUDA (``pad_widths``): a model step of 2**24 multiply-adds is ~0.1 GFLOP with its backward,
+#: so a chunk of a few hundred such models still costs less per step than its ~1-2 ms of kernel launches
+CUDA_SMALL_WORK = 2**24
 #: hidden-activation elements (models x batch x positions x width) per chunk when
 #: ``chunk_size`` is automatic: keeps a chunk's activations in cache (CNN chunks of
 #: 32 models at width 16 and batch 128 spilled to DRAM and ran ~1.5x slower per run)
@@ -105,11 +112,11 @@ def _tune_malloc() -> None:
 IO_WORK = 64
 
 
-def _batch_bucket(config: RunConfig) -> int:
+def _batch_bucket(config: RunConfig, small: int = SMALL_WORK) -> int:
     b = max(1, config.effective_batch)
     work = b * config.width * (config.width * max(0, config.depth - 1) + IO_WORK)
     work *= arch_entry(config.arch).positions  # hidden positions per example (feature-map length)
-    if work <= SMALL_WORK:
+    if work <= small:
         return 0
     return int(math.ceil(math.log2(b)))
 
@@ -129,22 +136,36 @@ def auto_chunk_size(
 
     spec = arch_spec(configs[0], data[0])
     batch = max(c.effective_batch for c in configs)
-    per_model = batch * spec.length * max(spec.width, 1)
+    width = max(int(c.width) for c in configs)  # a padded group's widest run
+    per_model = batch * spec.length * max(width, 1)
     cuda = torch.device(device).type == "cuda"
     budget, cap = (CUDA_ACTIVATION_BUDGET, CUDA_MAX_CHUNK) if cuda else (ACTIVATION_BUDGET, MAX_CHUNK)
     return int(min(cap, max(1, budget // per_model)))
 
 
-def group_key(config: RunConfig) -> tuple:
-    """The shape key of runs that can train as one batched computation (sortable)."""
+def pads_width(config: RunConfig) -> bool:
+    """Whether runs of ``config``'s architecture may share a computation padded to a common width."""
+    return bool(getattr(arch_entry(config.arch).impl(), "pads_width", False))
+
+
+def group_key(config: RunConfig, pad: bool = False) -> tuple:
+    """The shape key of runs that can train as one batched computation (sortable).
+
+    Width comes last, so that sorting by the key (the sweep's shard plan) puts runs that differ only in
+    width next to each other. ``pad``: the grouping of the CUDA path, where small models are
+    launch-bound: runs of an architecture that pads widths (:func:`runs_generator.models.padded_spec`)
+    share a key whatever their width (it becomes 0), and batch sizes share a bucket up to
+    :data:`CUDA_SMALL_WORK` instead of :data:`SMALL_WORK`.
+    """
+    width = 0 if pad and pads_width(config) else int(config.width)
     return (
         config.task,
         config.problem,
         config.arch,
-        int(config.width),
         int(config.depth),
         config.normalization,
-        _batch_bucket(config),
+        _batch_bucket(config, CUDA_SMALL_WORK if pad else SMALL_WORK),
+        width,
     )
 
 
@@ -156,6 +177,7 @@ def train_runs(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     chunk_size: int | None = None,
+    pad_widths: bool | None = None,
 ) -> list[RunMetrics]:
     """Train every run's K replicas and measure them; results in the order of ``configs``.
 
@@ -167,6 +189,10 @@ def train_runs(
     dtype : parameter and data dtype (float64 for equivalence tests).
     chunk_size : models (runs x replicas) per batched computation; a run is never
         split. None (default) sizes each group's chunks by :func:`auto_chunk_size`.
+    pad_widths : let runs that differ only in width share one computation, padded to the widest
+        (:func:`runs_generator.models.padded_spec`; MLP and CNN). None (default): on CUDA only, where
+        small models are launch-bound and larger groups are nearly free; on a CPU padding costs FLOPs.
+        A run's metrics are those of the run alone either way (to float rounding).
     """
     from runs_generator._modelset import build_model_set
     from runs_generator._trainer import train_model_set
@@ -192,7 +218,7 @@ def train_runs(
         rest = [i for i, m in enumerate(results) if m is None]
         if rest:
             out = train_runs([configs[i] for i in rest], [data[i] for i in rest], engine=engine, device=device,
-                             dtype=dtype, chunk_size=chunk_size)
+                             dtype=dtype, chunk_size=chunk_size, pad_widths=pad_widths)
             for i, m in zip(rest, out):
                 results[i] = m
         return results  # type: ignore[return-value]
@@ -207,10 +233,12 @@ def train_runs(
     states = source_states(configs, data, dev, dtype)
     if engine == "naive":
         return [train_run_naive(c, d, dev, dtype, init_state=states.get(i)) for i, (c, d) in enumerate(zip(configs, data))]
+    if pad_widths is None:
+        pad_widths = dev.type == "cuda"
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (c, d) in enumerate(zip(configs, data)):
         shape = (tuple(d.input_shape), int(d.n_outputs), d.problem)
-        groups[(group_key(c), shape)].append(i)
+        groups[(group_key(c, pad=pad_widths), shape)].append(i)
     results: list[RunMetrics | None] = [None] * len(configs)
     for members in groups.values():
         members.sort(key=lambda i: (configs[i].steps, configs[i].effective_batch, configs[i].n_train, i))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from runs_generator._data import model_seed
-from runs_generator.models import forward
+from runs_generator.models import embed_param, forward, param_shapes
 
 __all__ = [
     "HESSIAN_ITERS",
@@ -230,11 +230,19 @@ def _top_ritz(alpha: torch.Tensor, beta: torch.Tensor, steps: torch.Tensor) -> t
 
 
 def _start_vectors(ms, p: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each model's unit start vector, drawn in its own shape (a padded model's extra units get 0)."""
     per = []
+    names = list(param_shapes(ms.spec)) if ms.spec.units is not None else None
     for i in range(ms.r):
         c = ms.configs[ms.run_of_model[i]]
         g = torch.Generator().manual_seed(model_seed(c.seed, ms.replica[i], STREAM_HESSIAN))
-        per.append([torch.randn(t.shape[1:], generator=g, dtype=torch.float64) for t in p])
+        if names is None:
+            per.append([torch.randn(t.shape[1:], generator=g, dtype=torch.float64) for t in p])
+            continue
+        own = ms.spec.alone(i)  # padded: drawn in the model's own shapes (params are in param_shapes order)
+        shapes = param_shapes(own)
+        per.append([embed_param(ms.spec, n, own, torch.randn(shapes[n], generator=g, dtype=torch.float64))
+                    for n in names])
     v = [torch.stack([m[j] for m in per]).to(device=ms.device, dtype=ms.dtype) for j in range(len(p))]
     norm = torch.sqrt(sum(t.pow(2).flatten(1).sum(1) for t in v))
     return [t / norm.view(-1, *([1] * (t.dim() - 1))) for t in v]

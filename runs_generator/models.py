@@ -41,7 +41,7 @@ norm gains 1 and shifts 0, drawn from one CPU generator per model in float64.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 import torch
@@ -68,6 +68,9 @@ __all__ = [
     "normalize",
     "dropout_uniform",
     "layer_param_shapes",
+    "padded_spec",
+    "embed_param",
+    "unit_mask",
 ]
 
 BN_EPS = 1e-5
@@ -89,6 +92,15 @@ class ArchSpec:
     width: int  # hidden units / channels
     depth: int  # hidden layers
     normalization: Normalization
+    #: per model, its own width when the stacked models are padded up to ``width`` (None: every model has
+    #: ``width``); see :func:`padded_spec`. A padded model's extra units start at zero and stay zero.
+    units: tuple[int, ...] | None = None
+
+    def alone(self, model: int) -> "ArchSpec":
+        """The unpadded shape of model ``model`` (this spec itself when nothing is padded)."""
+        if self.units is None:
+            return self
+        return replace(self, width=int(self.units[model]), units=None)
 
     @property
     def impl(self) -> "StackedArch":
@@ -135,6 +147,46 @@ def count_params(spec: ArchSpec) -> int:
     return int(sum(math.prod(s) for s in param_shapes(spec).values()))
 
 
+def padded_spec(specs: Sequence[ArchSpec]) -> ArchSpec:
+    """One stacked shape for models that differ only in width: the widest, with each model's ``units``.
+
+    Padding is exact: a padded model's extra units have zero incoming and outgoing weights, biases,
+    norm gains and shifts, so their activations are 0 (ReLU(0) = 0, and its derivative at 0 is 0), their
+    gradients are 0 under every optimizer and weight decay, and layer norm averages over the model's own
+    units only (:func:`normalize`). Initialization, dropout masks and Hessian start vectors are drawn in
+    each model's own shape (:meth:`ArchSpec.alone`) and embedded (:func:`embed_param`), so a model's
+    training and measurements are those of the model alone, up to float rounding
+    (``tests/test_engine.py::test_padded_width_equals_alone``). Only architectures with
+    ``pads_width`` (the MLP and the CNN) can be padded.
+    """
+    first = specs[0]
+    if any(replace(s, width=first.width) != first for s in specs):
+        raise ValueError("padded_spec: the specs differ in more than their width")
+    widths = tuple(int(s.width) for s in specs)
+    if len(set(widths)) == 1:
+        return first
+    if not first.impl.pads_width:
+        raise ValueError(f"arch {first.arch!r} cannot pad widths (its StackedArch has pads_width=False)")
+    return replace(first, width=max(widths), units=widths)
+
+
+def embed_param(spec: ArchSpec, name: str, alone: ArchSpec, value: torch.Tensor) -> torch.Tensor:
+    """One model's parameter ``name`` of shape ``alone`` placed into the padded shape ``spec`` (zeros elsewhere).
+
+    The width axes are found from the architecture's :meth:`StackedArch.factored_shape` of both specs;
+    ``value`` may carry leading dims (e.g. a model axis).
+    """
+    if alone.width == spec.width:
+        return value
+    impl = spec.impl
+    shape = param_shapes(spec)[name]
+    small, big = impl.factored_shape(alone, name), impl.factored_shape(spec, name)
+    lead = tuple(value.shape[: value.dim() - len(param_shapes(alone)[name])])
+    out = value.new_zeros(*lead, *big)
+    out[(Ellipsis, *(slice(0, n) for n in small))] = value.reshape(*lead, *small)
+    return out.view(*lead, *shape)
+
+
 def init_params(
     spec: ArchSpec,
     seeds: Sequence[int],
@@ -142,14 +194,18 @@ def init_params(
     device: torch.device,
     dtype: torch.dtype,
 ) -> dict[str, torch.Tensor]:
-    """Stacked He-normal initialization of ``len(seeds)`` models, each (R, ...)."""
+    """Stacked He-normal initialization of ``len(seeds)`` models, each (R, ...).
+
+    A padded spec (``spec.units``) draws each model in its own shape and embeds it (:func:`padded_spec`).
+    """
     per_model = []
     impl = spec.impl
-    for seed, scale in zip(seeds, init_scales):
+    for m, (seed, scale) in enumerate(zip(seeds, init_scales)):
         g = torch.Generator().manual_seed(int(seed))
+        own = spec.alone(m)
         p = {}
-        for name, shape in param_shapes(spec).items():
-            p[name] = impl.init_param(name, shape, g, scale)
+        for name, shape in param_shapes(own).items():
+            p[name] = embed_param(spec, name, own, impl.init_param(name, shape, g, scale))
         per_model.append(p)
     return {k: torch.stack([p[k] for p in per_model]).to(device=device, dtype=dtype) for k in per_model[0]}
 
@@ -316,11 +372,21 @@ class StackedArch:
     #: writes its whole stacked forward in :meth:`hidden` (and its parameters, running statistics and naive
     #: module in the methods below), and trains with autograd (``fused=False`` in its registry entry)
     custom: bool = False
+    #: True: models of different widths may be stacked padded to the widest (:func:`padded_spec`); the
+    #: architecture's :meth:`factored_shape` then names the width axes of every parameter
+    pads_width: bool = False
 
     # --- parameters (every architecture) ----------------------------------------
     def param_shapes(self, spec: ArchSpec) -> dict[str, tuple[int, ...]]:
         """Per-model parameter shapes in initialization order; the head is ``wo`` (H, C) and ``bo`` (C,)."""
         return layer_param_shapes(spec)
+
+    def factored_shape(self, spec: ArchSpec, name: str) -> tuple[int, ...]:
+        """Parameter ``name``'s shape with every width-sized axis on its own (same element order).
+
+        The default is the parameter's shape (each of its axes is either a width or not).
+        """
+        return param_shapes(spec)[name]
 
     def init_param(self, name: str, shape: tuple[int, ...], generator: torch.Generator, scale: float) -> torch.Tensor:
         """One model's initial value of parameter ``name`` (float64, drawn from ``generator``).
@@ -442,6 +508,7 @@ class _MLP(StackedArch):
 
     name = "mlp"
     channels_first = False
+    pads_width = True
 
     def length(self, spec: ArchSpec) -> int:
         return 1
@@ -482,6 +549,15 @@ class _CNN1D(StackedArch):
 
     name = "cnn"
     channels_first = True
+    pads_width = True
+
+    def factored_shape(self, spec: ArchSpec, name: str) -> tuple[int, ...]:
+        """Hidden conv weights (C_in, k, C_out) (row ``c_in*k + tap``); the head (L', C, outputs), position-major."""
+        if name[0] == "w" and name not in ("w0", "wo"):
+            return (spec.width, CNN_K, spec.width)
+        if name == "wo":
+            return (self.length(spec), spec.width, spec.n_outputs)
+        return param_shapes(spec)[name]
 
     def length(self, spec: ArchSpec) -> int:
         return (spec.input_shape[-1] + 2 * CNN_P0 - CNN_K0) // CNN_S0 + 1
@@ -595,6 +671,26 @@ def residual_flags(residual: torch.Tensor | bool) -> tuple[bool, bool]:
     return bool(residual), not bool(residual)
 
 
+_UNIT_MASKS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def unit_mask(spec: ArchSpec, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a padded spec: the 1/0 mask of each model's own units, broadcastable against a hidden map
+    like ``like``, and ``width / own width`` (R, 1, 1), which turns a mean over all units into one over
+    the model's own (cached per spec, device and dtype)."""
+    key = (spec.units, spec.width, spec.impl.channels_first, like.device, like.dtype)
+    hit = _UNIT_MASKS.get(key)
+    if hit is None:
+        own = torch.tensor(spec.units, dtype=like.dtype)
+        mask = (torch.arange(spec.width, dtype=like.dtype).unsqueeze(0) < own.unsqueeze(1)).to(like.dtype)
+        mask = mask.unsqueeze(2) if spec.impl.channels_first else mask.unsqueeze(1)  # (R, W, 1) or (R, 1, W)
+        hit = (mask.to(like.device), (spec.width / own).view(-1, 1, 1).to(like.device))
+        if len(_UNIT_MASKS) > 64:
+            _UNIT_MASKS.clear()
+        _UNIT_MASKS[key] = hit
+    return hit
+
+
 def _row_stats(arch: StackedArch, h: torch.Tensor, rowmask: torch.Tensor | None):
     """Batch norm's real rows per model (R,) and the row mask broadcastable against a hidden map."""
     if rowmask is None:
@@ -650,9 +746,15 @@ def normalize(
             # much cheaper double backward (Hessian-vector products)
             rstd = torch.rsqrt(var + BN_EPS)
             xhat = zc * rstd
-    elif norm == "layer":
+    elif norm == "layer" and spec.units is None:
         zc = z - arch.norm_mean(z, b)
         rstd = torch.rsqrt(arch.norm_mean(zc.square(), b) + LN_EPS)
+        xhat = zc * rstd
+    elif norm == "layer":  # padded models: statistics over each model's own units, blind to padded ones
+        mask, ratio = unit_mask(spec, z)
+        z = z * mask  # (padded z is 0 already; the mask keeps it out of autograd's graph, e.g. HVPs)
+        zc = (z - arch.norm_mean(z, b) * ratio) * mask
+        rstd = torch.rsqrt(arch.norm_mean(zc.square(), b) * ratio + LN_EPS)
         xhat = zc * rstd
     if norm != "none":
         g, be = params[f"g{i}"].unsqueeze(rows), params[f"be{i}"].unsqueeze(rows)

@@ -91,6 +91,9 @@ class SweepConfig:
     space : LeverSpace or {"small", "large"}
         The lever space drawn from (a name is resolved by
         :func:`runs_generator.levers.get_space`).
+    pad_widths : bool or None
+        Let runs that differ only in width train as one computation padded to the widest
+        (``train_runs(pad_widths=...)``); None: on CUDA only. Rows do not depend on it.
     """
 
     runs: int
@@ -103,6 +106,7 @@ class SweepConfig:
     replicas: int = 4
     overrides: Overrides = Overrides()
     space: LeverSpace = DEFAULT_SPACE
+    pad_widths: bool | None = None
 
     def __post_init__(self) -> None:
         def need_int(name: str, low: int, high: int | None = None) -> None:
@@ -120,13 +124,15 @@ class SweepConfig:
             raise ConfigError(f"sweep setting 'engine' must be 'batched' or 'naive'; received {self.engine!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"sweep setting 'device' must be 'auto', 'cpu' or 'cuda'; received {self.device!r}")
+        if self.pad_widths not in (None, True, False):
+            raise ConfigError(f"sweep setting 'pad_widths' must be True, False or None (auto); received {self.pad_widths!r}")
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "space", get_space(self.space))
 
     def identity(self) -> dict[str, Any]:
         """What determines the rows: a rerun into the same directory must match it.
 
-        Execution settings (``workers``, ``engine``, ``device``) are not part of it:
+        Execution settings (``workers``, ``engine``, ``device``, ``pad_widths``) are not part of it:
         they change speed, not the configurations (the engine and device of each row
         are recorded in its provenance columns).
         """
@@ -202,9 +208,14 @@ class ShardSlice:
 
 
 def _group_key(config: RunConfig) -> tuple:
+    """The plan's sort key: the CUDA path's group (widths padded), then the CPU path's (exact width).
+
+    Runs that share a padded GPU computation are then adjacent, and so, inside them, are runs that
+    share an exact-shape CPU computation: a shard trains as few groups as the device allows.
+    """
     from runs_generator.engine import group_key
 
-    return tuple(group_key(config))
+    return tuple(group_key(config, pad=True)) + tuple(group_key(config))
 
 
 def interleaved_order(n: int) -> list[int]:
@@ -298,8 +309,9 @@ def _train_shard(job: ShardJob) -> tuple[int, int, float]:
         trainer, device = job.trainer, "cpu" if cfg.device == "auto" else cfg.device
     from runs_generator.transfer import SOURCE_CACHE_DIR, source_cache_dir
 
+    extra = {"pad_widths": cfg.pad_widths} if job.trainer is None and cfg.pad_widths is not None else {}
     with source_cache_dir(cfg.out / SOURCE_CACHE_DIR):  # pretrained runs' source models, shared by every shard
-        metrics = trainer(configs, data, engine=cfg.engine, device=device)
+        metrics = trainer(configs, data, engine=cfg.engine, device=device, **extra)
     if len(metrics) != len(configs):
         raise RuntimeError(f"shard {job.shard}: the trainer returned {len(metrics)} results for {len(configs)} runs")
     versions = _versions()
@@ -517,6 +529,7 @@ def generate(
     shards: "ShardSlice | str | None" = None,
     backend: "Backend | str" = "local",
     retries: int = DEFAULT_RETRIES,
+    pad_widths: bool | None = None,
 ) -> Path:
     """Generate (or resume) a randomized sweep of training runs as parquet shards.
 
@@ -561,6 +574,9 @@ def generate(
         :class:`~runs_generator.backends.RayBackend` for their options.
     retries : int, default 2
         Retries of a shard that raises, before it counts as failed.
+    pad_widths : bool, optional
+        Train runs that differ only in width as one computation padded to the widest
+        (default: on CUDA only; rows do not depend on it, to float rounding).
 
     Returns
     -------
@@ -583,5 +599,6 @@ def generate(
         runs=runs, seed=seed, out=Path(out), shard_size=shard_size,
         workers=default_workers() if workers is None else workers, engine=engine, device=device,
         replicas=replicas, overrides=get_space(space).overrides(fix, vary), space=get_space(space),
+        pad_widths=pad_widths,
     )
     return run_sweep(cfg, trainer=trainer, shards=shards, backend=backend, retries=retries).out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import fields, replace
 
 import numpy as np
@@ -376,6 +377,122 @@ def test_row_depends_only_on_config_and_seed(device: str, kind: str, monkeypatch
     naive = train_runs(cfgs[::3], data[::3], engine="naive", dtype=torch.float64, device=device)
     for c, a, b in zip(cfgs[::3], naive, together[::3]):
         _assert_same_metrics(a, b, f"run {c.run_index}: naive vs batched")
+
+
+def _runs_of_many_widths() -> tuple[list, list]:
+    """MLP and CNN runs whose only shape difference is their width, with every lever that draws noise."""
+    cfgs = []
+    for i in range(12):
+        cnn = i >= 6
+        cfgs.append(toy_config(
+            run_index=i, seed=700 + i, task="mnist1d" if cnn else "teacher", arch="cnn" if cnn else "mlp",
+            width=(4, 6, 8)[i % 3] if cnn else (8, 12, 16)[i % 3], depth=3,
+            dropout=(0.0, 0.2, 0.5)[i % 3] if i % 2 else 0.3, augmentation=i % 2 == 1,
+            batch_size=(8, 16, None)[i % 3], n_train=(24, 40)[i % 2], steps=6 + i % 4,
+            optimizer=("sgd", "momentum", "adam")[(i // 3) % 3], lr=0.02,
+            normalization=("none", "batch", "layer")[(i // 2) % 3], residual=i % 2 == 0, early_stopping=i % 4 == 0))
+    return cfgs, [toy_data(c, groups=True) for c in cfgs]
+
+
+@pytest.mark.parametrize("device,kind", [
+    ("cpu", "generator"), ("cpu", "counter"),
+    pytest.param("cuda", "auto", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_padded_width_equals_alone(device: str, kind: str, monkeypatch) -> None:
+    """A run trained in a chunk padded to a wider width has the metrics of the run trained alone.
+
+    Each normalization pairs runs of two widths (MLP 8/12/16, CNN 4/6/8), with dropout, augmentation,
+    early stopping and mixed optimizers, so padding meets layer norm's statistics, dropout draws,
+    initialization, the Hessian's start vectors and the head's (position-major) CNN layout.
+    """
+    from runs_generator import _modelset, _noise
+
+    monkeypatch.setattr(_noise, "NOISE_KIND", kind)
+    built = []
+    real_build = _modelset.build_model_set
+
+    def spy(*args, **kwargs):
+        ms = real_build(*args, **kwargs)
+        built.append(ms.spec.units)
+        return ms
+
+    monkeypatch.setattr(_modelset, "build_model_set", spy)
+    cfgs, data = _runs_of_many_widths()
+    padded = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device, pad_widths=True)
+    widths = [set(u) for u in built if u is not None]
+    assert len(widths) >= 6 and all(len(w) == 2 for w in widths), built  # every pair trained padded
+    built.clear()
+    for i, (c, d) in enumerate(zip(cfgs, data)):
+        alone = train_runs([c], [d], dtype=torch.float64, device=device, pad_widths=True)[0]
+        _assert_same_metrics(alone, padded[i], f"run {i} ({c.arch} width {c.width}, {c.normalization}): alone vs padded")
+        assert alone.n_params == padded[i].n_params, (i, alone.n_params, padded[i].n_params)
+    assert built == [None] * len(cfgs)  # alone, nothing is padded
+    # and the default: padding on CUDA only
+    built.clear()
+    train_runs(cfgs[:2], data[:2], dtype=torch.float64, device=device)
+    assert (built[0] is not None) == (device == "cuda"), built
+
+
+class _ReplayedStep:
+    """A stand-in for a captured CUDA graph on CPU: replaying it runs the captured step again."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def replay(self) -> None:
+        self.fn()
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_graphed_training_loop_equals_the_eager_loop(device: str, monkeypatch) -> None:
+    """The CUDA-graph loop trains every run exactly as the eager loop.
+
+    The captured step reads everything that changes between steps (step number, Adam's bias
+    corrections, minibatch indices, the active mask and learning rates of finished models) from static
+    buffers. On CUDA this is the real capture and replay; on CPU a capture records the step and a
+    replay runs it, which checks the loop's bookkeeping (warm-up, both variants, early stopping, models
+    finishing at different steps, padded widths).
+    """
+    from runs_generator import _noise, _trainer
+
+    monkeypatch.setattr(_noise, "NOISE_KIND", "counter")
+    cfgs, data = _noisy_runs()
+    cfgs = [replace(c, steps=14 + 3 * (i % 4)) for i, c in enumerate(cfgs)]
+    monkeypatch.setattr(_trainer, "CUDA_GRAPHS", False)
+    eager = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device, pad_widths=True)
+    monkeypatch.setattr(_trainer, "CUDA_GRAPHS", True)
+    captured = []
+    if device == "cpu":
+        from runs_generator._noise import CounterStreams
+
+        monkeypatch.setattr(_trainer, "_graphable", lambda ms, fused, streams: fused and isinstance(streams, CounterStreams))
+        monkeypatch.setattr(_trainer, "_on_side_stream", lambda fn, dev: fn())
+        monkeypatch.setattr(_trainer, "_capture", lambda fn, pool: captured.append(1) or _ReplayedStep(fn))
+    else:
+        real = _trainer._capture
+        monkeypatch.setattr(_trainer, "_capture", lambda fn, pool: captured.append(1) or real(fn, pool))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed capture (falling back to eager steps) fails the test
+        graphed = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device, pad_widths=True)
+    assert len(captured) >= 4, captured  # both variants of at least two chunks
+    for i, (a, b) in enumerate(zip(eager, graphed)):
+        _assert_same_metrics(a, b, f"run {i}: eager vs graphed loop")
+
+
+def test_group_key_pads_width_only_where_the_arch_can() -> None:
+    base = toy_config(width=16)
+    assert group_key(replace(base, width=64), pad=True) == group_key(base, pad=True)
+    assert group_key(replace(base, width=64)) != group_key(base)
+    cnn = toy_config(task="mnist1d", arch="cnn", width=8)
+    assert group_key(replace(cnn, width=32), pad=True) == group_key(cnn, pad=True)
+    from runs_generator.models import padded_spec
+    from runs_generator._modelset import arch_spec
+
+    seq = [ArchSpec("transformer", (8, 16), 4, w, 2, "layer") for w in (16, 32)]
+    with pytest.raises(ValueError, match="pads_width"):
+        padded_spec(seq)
+    with pytest.raises(ValueError, match="more than their width"):
+        padded_spec([arch_spec(base, toy_data(base)), arch_spec(replace(base, depth=3), toy_data(base))])
 
 
 def test_counter_streams_have_the_right_distributions_and_ignore_padding() -> None:

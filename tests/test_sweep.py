@@ -189,6 +189,41 @@ def test_real_engine_rows_do_not_depend_on_the_shard_layout(tmp_path):
 
 
 @pytest.mark.slow
+def test_padded_widths_give_the_rows_of_unpadded_training(tmp_path, monkeypatch):
+    """A sweep with every width padded into shared computations (the CUDA path's grouping) gives the
+    rows of exact-width training, to float32 rounding; the setting reaches the engine."""
+    from runs_generator import engine, sweep
+
+    seen = []
+    real = engine.train_runs
+
+    def spy(configs, data, **kwargs):
+        seen.append(kwargs.get("pad_widths"))
+        return real(configs, data, **kwargs)
+
+    monkeypatch.setattr(engine, "train_runs", spy)
+    monkeypatch.setattr(sweep, "_MIN_SHARDS", 1)  # one shard: its three widths can share a computation
+    fix = {"task": "mnist1d", "arch": "cnn", "depth": 2, "normalization": "layer", "epochs": 20, "n_train": 64,
+           "dropout": 0.1, "batch_size": 32}
+    kw = dict(runs=6, seed=4, fix=fix, workers=1, device="cpu", space="small", shard_size=6,
+              vary={"width": [8, 16, 32]})
+    a = generate(out=tmp_path / "a", pad_widths=True, **kw)
+    b = generate(out=tmp_path / "b", pad_widths=False, **kw)
+    assert seen == [True, False]  # one shard each
+    ra, rb = _rows(a), _rows(b)
+    assert sorted(set(ra["width"])) == [8, 16, 32]
+    num = ra.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(ra.drop(columns=num), rb.drop(columns=num))
+    # float32: a padded GEMM sums in another order, and 100 Adam steps amplify that rounding (here the Adam
+    # run at width 16 moves by up to 2e-3 relative, and one example of its group-balanced test set flips:
+    # 5e-4 in deployment_risk); in float64 padded and unpadded training agree to 1e-7 or better
+    # (tests/test_engine.py::test_padded_width_equals_alone)
+    pd.testing.assert_frame_equal(ra[num], rb[num], rtol=5e-3, atol=1e-3)
+    with pytest.raises(ConfigError, match="pad_widths"):
+        SweepConfig(runs=2, seed=0, out=tmp_path / "c", pad_widths="yes")
+
+
+@pytest.mark.slow
 def test_real_engine_sweep_killed_and_resumed_equals_uninterrupted(tmp_path):
     from runs_generator.engine import train_runs
 

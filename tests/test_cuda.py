@@ -1,0 +1,57 @@
+"""Every family of the all-family space trains on CUDA and gives the row it gives on the CPU.
+
+Skipped without a CUDA device (CI has none; a lent GPU runs it, see benchmarks/gpu_session.sh). Each
+(task, architecture) pair of space 'all' trains one short run in float64 on both devices with the
+same noise streams (counter-based), so the two rows may differ only by summation order; on CUDA the
+MLP and CNN chunks are padded and their steps replayed from CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, replace
+
+import pytest
+import torch
+
+from runs_generator.spec import RunMetrics
+
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+              pytest.mark.usefixtures("torch_one_thread")]
+
+#: every float metric of a row (supervised and generative)
+FLOATS = [f.name for f in fields(RunMetrics) if f.name not in ("n_params", "diverged", "diverged_step",
+                                                                "wall_time_s", "extra")]
+
+
+def _pairs() -> list[tuple[str, str]]:
+    from runs_generator.levers import get_space
+
+    space, seen = get_space("all"), {}
+    for i in range(2000):
+        c = space.draw(11, i)
+        seen.setdefault((c.task, c.arch), i)
+    return sorted(seen.items())
+
+
+@pytest.mark.parametrize("pair,index", _pairs(), ids=lambda v: "-".join(v) if isinstance(v, tuple) else str(v))
+def test_a_family_trains_on_cuda_to_the_cpu_row(pair, index, monkeypatch) -> None:
+    from runs_generator import _noise
+    from runs_generator.engine import train_runs
+    from runs_generator.levers import get_space
+    from runs_generator.tasks import make_task_data
+
+    monkeypatch.setattr(_noise, "NOISE_KIND", "counter")
+    c = get_space("all").draw(11, index)
+    c = replace(c, steps=min(c.steps, 40), n_train=min(c.n_train, 256), pretrained=c.pretrained)
+    data = make_task_data(c, sweep_seed=11)
+    cpu = train_runs([c], [data], device="cpu", dtype=torch.float64)[0]
+    gpu = train_runs([c], [data], device="cuda", dtype=torch.float64)[0]
+    assert cpu.diverged == gpu.diverged, pair
+    assert cpu.n_params == gpu.n_params
+    for name in FLOATS:
+        a, b = getattr(cpu, name), getattr(gpu, name)
+        if a is None or b is None or (isinstance(a, float) and math.isnan(a)):
+            assert (a is None or math.isnan(a)) and (b is None or math.isnan(b)), (pair, name, a, b)
+            continue
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-7), (pair, name, a, b)
