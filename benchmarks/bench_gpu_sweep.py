@@ -6,7 +6,10 @@ Usage (on a CUDA machine; ``--device cpu`` works too, without utilization)::
         --variant off:1 --variant on:8 --limit 150 --out /tmp/bench
 
 Each ``--variant PAD:WORKERS[:eager]`` runs ``udl generate`` with ``--pad-widths PAD --workers WORKERS``
-(and, with ``eager``, ``UDL_CUDA_GRAPHS=0``: eager training steps) into its own directory: the same plan (runs, seed, space and shard size), so the same runs in the same shards.
+(and, with ``eager``, ``UDL_CUDA_GRAPHS=0``: eager training steps) into its own directory; ``old:WORKERS``
+runs the checkout given by ``--old-src`` instead (the code before a change, for a before/after on one
+machine). Every variant draws the same runs (count, seed, space) and cuts shards of the same size (an
+older checkout may order its plan differently, so its shards hold other runs).
 A variant still running at ``--limit`` seconds is stopped (its finished shards stay; a shard is written
 atomically), and its rate is rows written / wall time: a lower bound, since shards in flight count 0.
 While a variant runs, ``nvidia-smi`` samples GPU utilization and memory every 0.5 s (the fraction of
@@ -72,17 +75,24 @@ class Sampler:
 
 
 def run_variant(args, pad: str, workers: int, eager: bool = False) -> dict:
-    name = f"pad-{pad}_w{workers}" + ("_eager" if eager else "")
-    out = Path(args.out) / name
+    old = pad == "old"
+    name = ("old" if old else f"pad-{pad}") + f"_w{workers}" + ("_eager" if eager else "")
+    out = Path(args.out).resolve() / name
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "causal.cli", "generate", "--runs", str(args.runs), "--seed", str(args.seed),
            "--space", args.space, "--shard-size", str(args.shard_size), "--device", args.device,
-           "--pad-widths", pad, "--workers", str(workers), "--out", str(out)]
+           "--workers", str(workers), "--out", str(out)]
+    if not old:
+        cmd += ["--pad-widths", pad]
     log = open(Path(args.out) / f"{name}.log", "w")
     sampler = Sampler(Path(args.out) / f"{name}.smi")
     env = {**os.environ, **({"UDL_CUDA_GRAPHS": "0"} if eager else {})}
+    cwd = None
+    if old:  # another checkout of the package (the code before a change): run from it, first on the path
+        cwd = str(Path(args.old_src).resolve())
+        env["PYTHONPATH"] = os.pathsep.join([cwd, env.get("PYTHONPATH", "")])
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd)
     try:
         rc = proc.wait(timeout=args.limit)
         stopped = False
@@ -98,7 +108,8 @@ def run_variant(args, pad: str, workers: int, eager: bool = False) -> dict:
     util = sampler.stop()
     log.close()
     rows = _rows(out)
-    label = f"pad {pad}, {workers} worker(s)" + (", no CUDA graphs" if eager else "")
+    label = (f"before ({args.old_src})" if old else f"pad {pad}") + f", {workers} worker(s)" + \
+        (", no CUDA graphs" if eager else "")
     return {"variant": label, "dir": out, "rows": len(rows), "wall_s": wall,
             "runs_per_s": len(rows) / wall, "stopped_at_limit": stopped, "rc": rc, **util, "frame": rows}
 
@@ -114,15 +125,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="e.g. off:1:eager (no padding, one process, no CUDA graphs) or on:8 (repeatable; "
                         "default on:1)")
     p.add_argument("--limit", type=float, default=300.0, help="seconds per variant before it is stopped")
+    p.add_argument("--old-src", default=None,
+                   help="a checkout of the package to run the 'old:WORKERS' variants with (the code before a "
+                        "change, e.g. `git archive COMMIT | tar -x -C DIR`): the same plan, its own engine")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     variants = []
     for v in args.variant or ["on:1"]:
         parts = v.split(":")
-        if len(parts) not in (2, 3) or parts[0] not in ("auto", "on", "off") or not parts[1].isdigit() or \
+        if len(parts) not in (2, 3) or parts[0] not in ("auto", "on", "off", "old") or not parts[1].isdigit() or \
                 (len(parts) == 3 and parts[2] != "eager"):
-            p.error(f"--variant must be PAD:WORKERS[:eager] with PAD auto, on or off; received {v!r}")
+            p.error(f"--variant must be PAD:WORKERS[:eager] with PAD auto, on, off or old; received {v!r}")
+        if parts[0] == "old" and not args.old_src:
+            p.error("a variant 'old:...' needs --old-src DIR (a checkout of the code to compare with)")
         variants.append((parts[0], int(parts[1]), len(parts) == 3))
     print(f"plan: udl generate --space {args.space} --runs {args.runs} --seed {args.seed} "
           f"--shard-size {args.shard_size} --device {args.device}; limit {args.limit:.0f} s per variant", flush=True)

@@ -4,12 +4,12 @@
 #   2. the mixed-sweep benchmark (benchmarks/bench_gpu_sweep.py) on one plan of the large space;
 #   3. the GPU atlas: an all-family sweep for the time left, packed with its manifest.
 # Run from the repository root on the GPU machine: `OUT=/some/dir bash benchmarks/gpu_session.sh`.
-# Every step has its own time limit, so the whole script ends within about BUDGET seconds (default 560);
+# Every step has its own time limit, so the whole script ends within about BUDGET seconds (default 520);
 # a step that fails does not stop the next. Wheels of packages the machine lacks (mnist1d) may be carried
 # in .whl/ (see the device tool's README).
 set -u
 OUT=${OUT:-/tmp/gpu_session}
-BUDGET=${BUDGET:-560}
+BUDGET=${BUDGET:-520}
 ATLAS_RUNS=${ATLAS_RUNS:-4000}
 ATLAS_WORKERS=${ATLAS_WORKERS:-14}
 mkdir -p "$OUT"
@@ -32,12 +32,16 @@ fi
 } 2>&1 | tee "$OUT/machine.txt"
 
 echo "== 1. CUDA tests ($(left) s left)"
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_fused.py tests/test_measure.py \
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_engine.py tests/test_fused.py tests/test_measure.py \
   -k cuda 2>&1 | tee "$OUT/tests.log" | tail -25
 
 echo "== 2. mixed-sweep benchmark ($(left) s left)"
+# before (the code of OLD_SRC, if carried: e.g. `git archive COMMIT runs_generator causal | tar -x -C .old`),
+# then this checkout in one process and in 12
+BEFORE=""
+if [ -d "${OLD_SRC:-.old}/runs_generator" ]; then BEFORE="--variant old:1 --old-src ${OLD_SRC:-.old}"; fi
 python3 benchmarks/bench_gpu_sweep.py --space large --runs 1024 --seed 1 --shard-size 32 --device cuda \
-  --variant off:1:eager --variant on:1 --variant on:12 --limit "${BENCH_LIMIT:-70}" --out /tmp/bench 2>&1 \
+  $BEFORE --variant on:1 --variant on:12 --limit "${BENCH_LIMIT:-60}" --out /tmp/bench 2>&1 \
   | tee "$OUT/bench.log"
 cp /tmp/bench/*.log "$OUT/" 2>/dev/null || true
 
