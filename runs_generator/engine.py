@@ -40,13 +40,18 @@ from runs_generator.registry import _load, arch_entry, loss_entry, task_family
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 from causal.errors import ConfigError
 
-__all__ = ["train_runs", "group_key", "pads_width", "resolve_device", "auto_chunk_size", "SMALL_WORK", "CUDA_SMALL_WORK", "ACTIVATION_BUDGET", "MAX_CHUNK",
+__all__ = ["train_runs", "group_key", "pads_width", "resolve_device", "auto_chunk_size", "SMALL_WORK", "CUDA_SMALL_WORK", "STEPS_RATIO", "ACTIVATION_BUDGET", "MAX_CHUNK",
            "CUDA_ACTIVATION_BUDGET", "CUDA_MAX_CHUNK"]
 
 SMALL_WORK = 2**20  # multiply-adds per model step below which batch sizes share a bucket
-#: the same on CUDA (``pad_widths``): a model step of 2**24 multiply-adds is ~0.1 GFLOP with its backward,
-#: so a chunk of a few hundred such models still costs less per step than its ~1-2 ms of kernel launches
-CUDA_SMALL_WORK = 2**24
+#: the same on CUDA (``pad_widths``), where also only runs this small share a group across widths. Chosen
+#: on the large space's 1,024-run benchmark plan (benchmarks/plan_cost.py; benchmarks/RESULTS.md, "GPU
+#: session"): at 2**22 the padded plan asks for no more training FLOPs than exact shapes (502 vs 497 TFLOP)
+#: in 17% fewer chunk-steps (1.04 M vs 1.25 M); at 2**24 it asked 2.4x the FLOPs, and padding every run
+#: (the first version, measured on an H200) 19x
+CUDA_SMALL_WORK = 2**22
+#: with ``pad_widths``, a chunk's longest budget is at most this many times its shortest
+STEPS_RATIO = 2
 #: hidden-activation elements (models x batch x positions x width) per chunk when
 #: ``chunk_size`` is automatic: keeps a chunk's activations in cache (CNN chunks of
 #: 32 models at width 16 and batch 128 spilled to DRAM and ran ~1.5x slower per run)
@@ -112,11 +117,16 @@ def _tune_malloc() -> None:
 IO_WORK = 64
 
 
-def _batch_bucket(config: RunConfig, small: int = SMALL_WORK) -> int:
+def _work(config: RunConfig) -> int:
+    """Multiply-adds of one model step, roughly: batch x hidden positions x width x (width x (depth - 1) + IO_WORK)."""
     b = max(1, config.effective_batch)
     work = b * config.width * (config.width * max(0, config.depth - 1) + IO_WORK)
-    work *= arch_entry(config.arch).positions  # hidden positions per example (feature-map length)
-    if work <= small:
+    return work * arch_entry(config.arch).positions  # hidden positions per example (feature-map length)
+
+
+def _batch_bucket(config: RunConfig, small: int = SMALL_WORK) -> int:
+    b = max(1, config.effective_batch)
+    if _work(config) <= small:
         return 0
     return int(math.ceil(math.log2(b)))
 
@@ -153,11 +163,15 @@ def group_key(config: RunConfig, pad: bool = False) -> tuple:
 
     Width comes last, so that sorting by the key (the sweep's shard plan) puts runs that differ only in
     width next to each other. ``pad``: the grouping of the CUDA path, where small models are
-    launch-bound: runs of an architecture that pads widths (:func:`runs_generator.models.padded_spec`)
-    share a key whatever their width (it becomes 0), and batch sizes share a bucket up to
-    :data:`CUDA_SMALL_WORK` instead of :data:`SMALL_WORK`.
+    launch-bound: small runs (a model step of at most :data:`CUDA_SMALL_WORK` multiply-adds) of an
+    architecture that pads widths (:func:`runs_generator.models.padded_spec`) share a key whatever their
+    width (it becomes 0) and batch size, larger ones keep their width and their batch's power-of-two
+    bucket. Padding a large run would multiply its FLOPs: on the large space's 1,024-run benchmark plan,
+    padding every run to its group's widest width and batch (and budget) asked for 9,224 training TFLOP
+    where the runs need 309 (benchmarks/plan_cost.py).
     """
-    width = 0 if pad and pads_width(config) else int(config.width)
+    small = pad and pads_width(config) and _work(config) <= CUDA_SMALL_WORK
+    width = 0 if small else int(config.width)
     return (
         config.task,
         config.problem,
@@ -246,7 +260,10 @@ def train_runs(
         chunk: list[int] = []
         n_models = 0
         for i in members + [-1]:
-            if i >= 0 and (not chunk or n_models + configs[i].replicas <= size):
+            # padded groups: a chunk trains for its longest budget, so it holds budgets within STEPS_RATIO
+            # of each other (a finished model still computes until its chunk ends)
+            fits = i < 0 or not pad_widths or not chunk or configs[i].steps <= STEPS_RATIO * configs[chunk[0]].steps
+            if i >= 0 and (not chunk or (n_models + configs[i].replicas <= size and fits)):
                 chunk.append(i)
                 n_models += configs[i].replicas
                 continue

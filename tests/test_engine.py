@@ -485,6 +485,10 @@ def test_group_key_pads_width_only_where_the_arch_can() -> None:
     assert group_key(replace(base, width=64)) != group_key(base)
     cnn = toy_config(task="mnist1d", arch="cnn", width=8)
     assert group_key(replace(cnn, width=32), pad=True) == group_key(cnn, pad=True)
+    # a run whose model step is large keeps its own width: padding it would multiply its FLOPs
+    big = replace(base, width=256, depth=4, batch_size=256, n_train=1024)
+    assert group_key(big, pad=True) != group_key(replace(big, width=128), pad=True)
+    assert group_key(big, pad=True)[-1] == 256
     from runs_generator.models import padded_spec
     from runs_generator._modelset import arch_spec
 

@@ -1,0 +1,90 @@
+"""The arithmetic of a sweep plan under the engine's grouping: training FLOPs and chunk-steps.
+
+Usage::
+
+    python benchmarks/plan_cost.py --space large --runs 1024 --seed 1 --shard-size 32
+
+For each grouping (``--pad-widths off`` and ``on``: :func:`runs_generator.engine.group_key` with
+``pad``) it replays the engine's chunking (:func:`runs_generator.engine.train_runs`: groups per shard,
+members sorted by budget, CUDA chunk sizes, the padded path's budget ratio) without training, and
+counts
+
+* training TFLOP: 6 x multiply-adds x (padded batch) x (padded width) x the chunk's longest budget, summed
+  over every model of every chunk (a padded or finished model still computes until its chunk ends);
+* the useful TFLOP: the same with each run's own width, batch and budget;
+* chunk-steps: the sum over chunks of their longest budget (training steps executed; on a GPU each is a
+  fixed cost of kernel launches, or one graph replay, whatever the chunk's size).
+
+No timing: it says how much arithmetic and how many steps a grouping asks of a device.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+from runs_generator import engine
+from runs_generator.levers import get_space
+from runs_generator.registry import arch_entry
+from runs_generator.sweep import plan_shards
+
+
+def macs(c, width: int, batch: int) -> int:
+    """Multiply-adds per model and step of a supervised MLP / CNN run (other archs: the MLP formula)."""
+    pos = arch_entry(c.arch).positions
+    if c.arch == "cnn":
+        return batch * pos * (5 * width + (c.depth - 1) * 3 * width * width + width * 10)
+    inp = 40 if c.task == "mnist1d" else 20
+    return batch * (inp * width + (c.depth - 1) * width * width + width * 10)
+
+
+def cost(configs, plan, pad: bool) -> tuple[float, float, int, int]:
+    total = useful = 0.0
+    chunk_steps = chunks = 0
+    for shard in plan:
+        groups = defaultdict(list)
+        for i in shard:
+            groups[engine.group_key(configs[i], pad=pad)].append(configs[i])
+        for members in groups.values():
+            members.sort(key=lambda c: (c.steps, c.effective_batch, c.n_train, c.run_index))
+            cut, cur = [], []
+            for c in members:
+                if cur and pad and c.steps > engine.STEPS_RATIO * cur[0].steps:
+                    cut.append(cur)
+                    cur = []
+                cur.append(c)
+            cut.append(cur)
+            for ch in cut:
+                w = max(c.width for c in ch)
+                b = max(c.effective_batch for c in ch)
+                s = max(c.steps for c in ch)
+                total += sum(6 * macs(c, w, b) * s * c.replicas for c in ch)
+                useful += sum(6 * macs(c, c.width, c.effective_batch) * c.steps * c.replicas for c in ch)
+                chunk_steps += s
+                chunks += 1
+    return total / 1e12, useful / 1e12, chunk_steps, chunks
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", default="large")
+    p.add_argument("--runs", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--shard-size", type=int, default=32)
+    args = p.parse_args(argv)
+    space = get_space(args.space)
+    configs = [space.draw(args.seed, i) for i in range(args.runs)]
+    plan = plan_shards(configs, args.shard_size)
+    print(f"plan: --space {args.space} --runs {args.runs} --seed {args.seed} --shard-size {args.shard_size} "
+          f"({len(plan)} shards)")
+    print("| grouping | chunks | chunk-steps | training TFLOP | useful TFLOP | ratio |")
+    print("|---|---|---|---|---|---|")
+    for pad in (False, True):
+        total, useful, steps, chunks = cost(configs, plan, pad)
+        print(f"| pad-widths {'on' if pad else 'off'} | {chunks} | {steps:,} | {total:,.0f} | {useful:,.0f} | "
+              f"{total / useful:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
