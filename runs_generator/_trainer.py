@@ -280,11 +280,14 @@ CUDA_GRAPHS = os.environ.get("UDL_CUDA_GRAPHS", "1") != "0"
 GRAPH_WARMUP = 2
 
 
+_CAPTURE_FAILED = False  # a capture failed in this process: later chunks train eagerly
+
+
 def _graphable(ms: ModelSet, fused: bool, streams) -> bool:
     from runs_generator._noise import CounterStreams
 
-    return (CUDA_GRAPHS and ms.device.type == "cuda" and fused and isinstance(streams, CounterStreams)
-            and max(ms.steps) > 2 * GRAPH_WARMUP + 2)
+    return (CUDA_GRAPHS and not _CAPTURE_FAILED and ms.device.type == "cuda" and fused
+            and isinstance(streams, CounterStreams) and max(ms.steps) > 2 * GRAPH_WARMUP + 2)
 
 
 def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, params, grads, g, opt, streams,
@@ -294,9 +297,12 @@ def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, p
 
     Everything a step reads that changes between steps lives in a static device buffer written before
     the step (the minibatch indices, the step number, Adam's bias corrections, the active mask and
-    learning rates), so the captured step is the eager step; the first :data:`GRAPH_WARMUP` steps of each
-    variant run eagerly on a side stream (as CUDA graphs require), and a failed capture falls back to
-    eager steps. Returns ``(bad_step, hgsq, best_val)``.
+    learning rates), so the captured step is the eager step's computation; it equals it up to rounding
+    (Adam's bias corrections are divided by 0-dim device tensors, where an eager CUDA step divides by a
+    Python float, which CUDA's kernel turns into a multiplication by its reciprocal). The first
+    :data:`GRAPH_WARMUP` steps of each variant run eagerly on a side stream (as CUDA graphs require); a
+    failed capture warns, and the chunk and every later one in the process train with eager steps.
+    Returns ``(bad_step, hgsq, best_val)``.
     """
     r, dev, dt = ms.r, ms.device, ms.dtype
     b1, b2 = ADAM_BETAS
@@ -340,13 +346,17 @@ def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, p
             track = t >= first_win
             if track in graphs:
                 graphs[track].replay()
-            elif not use_graphs or eager_runs[track] < GRAPH_WARMUP:
+            elif not use_graphs:
+                body(track)
+            elif eager_runs[track] < GRAPH_WARMUP:
                 _on_side_stream(lambda: body(track), dev)
                 eager_runs[track] += 1
             else:
                 try:
                     graph = _capture(lambda: body(track), pool)
                 except Exception as exc:  # noqa: BLE001 - any capture failure: train on eagerly
+                    global _CAPTURE_FAILED
+                    _CAPTURE_FAILED = True  # and do not try again in this process
                     _warn_capture(exc)
                     use_graphs = False
                     body(track)

@@ -7,10 +7,11 @@ that fixes tensor shapes. The batch bucket is the power of two at or above the
 effective batch size, except that small models (batch x width x hidden work
 below :data:`SMALL_WORK`) share one bucket: their steps cost launch overhead,
 not FLOPs, so padding a small batch up to a larger one is nearly free. On CUDA
-(``pad_widths``) the MLP's and the CNN's runs of every width share a group too,
-padded to the widest (:func:`runs_generator.models.padded_spec`): on a GPU these
-small models are launch-bound, and one group of all widths launches the same
-kernels as one group of a single width.
+(``pad_widths``) small MLP and CNN runs (:data:`CUDA_SMALL_WORK`) of every width
+share a group too, padded to the widest (:func:`runs_generator.models.padded_spec`),
+and a padded group's chunks hold budgets within :data:`STEPS_RATIO` of each other:
+on a GPU a small model's step costs its kernel launches, not its FLOPs, and one
+group of several widths launches the kernels of one.
 
 Per-model tensors (shape (R,), R = runs x replicas in a chunk), so a group with
 mixed levers trains as one computation: ``lr``, ``weight_decay``,
@@ -46,11 +47,12 @@ __all__ = ["train_runs", "group_key", "pads_width", "resolve_device", "auto_chun
 SMALL_WORK = 2**20  # multiply-adds per model step below which batch sizes share a bucket
 #: the same on CUDA (``pad_widths``), where also only runs this small share a group across widths. Chosen
 #: on the large space's 1,024-run benchmark plan (benchmarks/plan_cost.py; benchmarks/RESULTS.md, "GPU
-#: session"): at 2**22 the padded plan asks for no more training FLOPs than exact shapes (502 vs 497 TFLOP)
-#: in 17% fewer chunk-steps (1.04 M vs 1.25 M); at 2**24 it asked 2.4x the FLOPs, and padding every run
-#: (the first version, measured on an H200) 19x
+#: session"): at 2**22 the padded plan asks for about the training FLOPs of exact shapes (511 vs 497 TFLOP)
+#: in 18% fewer chunk-steps (1.02 M vs 1.25 M); at 2**24 it asked 2.4x the FLOPs of exact shapes, and
+#: padding every run (the version that ran on an H200, where no 32-run shard finished in 60 s) 19x
 CUDA_SMALL_WORK = 2**22
-#: with ``pad_widths``, a chunk's longest budget is at most this many times its shortest
+#: with ``pad_widths`` (the CUDA grouping), a chunk's longest budget is at most this many times its shortest,
+#: in every group (padded or not)
 STEPS_RATIO = 2
 #: hidden-activation elements (models x batch x positions x width) per chunk when
 #: ``chunk_size`` is automatic: keeps a chunk's activations in cache (CNN chunks of
@@ -260,8 +262,9 @@ def train_runs(
         chunk: list[int] = []
         n_models = 0
         for i in members + [-1]:
-            # padded groups: a chunk trains for its longest budget, so it holds budgets within STEPS_RATIO
-            # of each other (a finished model still computes until its chunk ends)
+            # the CUDA grouping (pad_widths): a chunk trains for its longest budget (a finished model still
+            # computes until its chunk ends), so each chunk of every group holds budgets within STEPS_RATIO
+            # of each other
             fits = i < 0 or not pad_widths or not chunk or configs[i].steps <= STEPS_RATIO * configs[chunk[0]].steps
             if i >= 0 and (not chunk or (n_models + configs[i].replicas <= size and fits)):
                 chunk.append(i)

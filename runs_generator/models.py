@@ -41,6 +41,7 @@ norm gains 1 and shifts 0, drawn from one CPU generator per model in float64.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
@@ -671,7 +672,9 @@ def residual_flags(residual: torch.Tensor | bool) -> tuple[bool, bool]:
     return bool(residual), not bool(residual)
 
 
-_UNIT_MASKS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+#: least recently used last; a captured CUDA graph reads its chunk's entry, the most recently used one
+_UNIT_MASKS: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
+_UNIT_MASKS_MAX = 256
 
 
 def unit_mask(spec: ArchSpec, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -680,14 +683,16 @@ def unit_mask(spec: ArchSpec, like: torch.Tensor) -> tuple[torch.Tensor, torch.T
     the model's own (cached per spec, device and dtype)."""
     key = (spec.units, spec.width, spec.impl.channels_first, like.device, like.dtype)
     hit = _UNIT_MASKS.get(key)
-    if hit is None:
+    if hit is not None:
+        _UNIT_MASKS.move_to_end(key)
+    else:
         own = torch.tensor(spec.units, dtype=like.dtype)
         mask = (torch.arange(spec.width, dtype=like.dtype).unsqueeze(0) < own.unsqueeze(1)).to(like.dtype)
         mask = mask.unsqueeze(2) if spec.impl.channels_first else mask.unsqueeze(1)  # (R, W, 1) or (R, 1, W)
         hit = (mask.to(like.device), (spec.width / own).view(-1, 1, 1).to(like.device))
-        if len(_UNIT_MASKS) > 64:
-            _UNIT_MASKS.clear()
         _UNIT_MASKS[key] = hit
+        while len(_UNIT_MASKS) > _UNIT_MASKS_MAX:
+            _UNIT_MASKS.popitem(last=False)
     return hit
 
 

@@ -124,7 +124,7 @@ class SweepConfig:
             raise ConfigError(f"sweep setting 'engine' must be 'batched' or 'naive'; received {self.engine!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"sweep setting 'device' must be 'auto', 'cpu' or 'cuda'; received {self.device!r}")
-        if self.pad_widths not in (None, True, False):
+        if self.pad_widths is not None and not isinstance(self.pad_widths, bool):
             raise ConfigError(f"sweep setting 'pad_widths' must be True, False or None (auto); received {self.pad_widths!r}")
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "space", get_space(self.space))
@@ -455,7 +455,8 @@ def run_sweep(
         size = min(cfg.shard_size, -(-cfg.runs // _MIN_SHARDS))
         wrote = storage.create_manifest(out, {
             "identity": cfg.identity(),
-            "execution": {"engine": cfg.engine, "device": cfg.device, "workers": cfg.workers},
+            "execution": {"engine": cfg.engine, "device": cfg.device, "workers": cfg.workers,
+                          "pad_widths": cfg.pad_widths},
             "levers": cfg.space.describe(),
             "versions": _versions(),
             "plan": [list(s) for s in plan_shards(configs, size)],

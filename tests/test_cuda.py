@@ -3,7 +3,8 @@
 Skipped without a CUDA device (CI has none; a lent GPU runs it, see benchmarks/gpu_session.sh). Each
 (task, architecture) pair of space 'all' trains one short run in float64 on both devices with the
 same noise streams (counter-based), so the two rows may differ only by summation order; on CUDA the
-MLP and CNN chunks are padded and their steps replayed from CUDA graphs.
+MLP and CNN steps are replayed from CUDA graphs (padding, which needs runs of several widths, is
+tested in tests/test_engine.py).
 """
 
 from __future__ import annotations

@@ -456,7 +456,7 @@ def test_graphed_training_loop_equals_the_eager_loop(device: str, monkeypatch) -
     from runs_generator import _noise, _trainer
 
     monkeypatch.setattr(_noise, "NOISE_KIND", "counter")
-    cfgs, data = _noisy_runs()
+    cfgs, data = _runs_of_many_widths()
     cfgs = [replace(c, steps=14 + 3 * (i % 4)) for i, c in enumerate(cfgs)]
     monkeypatch.setattr(_trainer, "CUDA_GRAPHS", False)
     eager = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device, pad_widths=True)
@@ -475,6 +475,7 @@ def test_graphed_training_loop_equals_the_eager_loop(device: str, monkeypatch) -
         warnings.simplefilter("error")  # a failed capture (falling back to eager steps) fails the test
         graphed = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device, pad_widths=True)
     assert len(captured) >= 4, captured  # both variants of at least two chunks
+    assert not _trainer._CAPTURE_FAILED
     for i, (a, b) in enumerate(zip(eager, graphed)):
         _assert_same_metrics(a, b, f"run {i}: eager vs graphed loop")
 

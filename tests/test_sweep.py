@@ -219,8 +219,10 @@ def test_padded_widths_give_the_rows_of_unpadded_training(tmp_path, monkeypatch)
     # 5e-4 in deployment_risk); in float64 padded and unpadded training agree to 1e-7 or better
     # (tests/test_engine.py::test_padded_width_equals_alone)
     pd.testing.assert_frame_equal(ra[num], rb[num], rtol=5e-3, atol=1e-3)
-    with pytest.raises(ConfigError, match="pad_widths"):
-        SweepConfig(runs=2, seed=0, out=tmp_path / "c", pad_widths="yes")
+    for bad in ("yes", 1):
+        with pytest.raises(ConfigError, match="pad_widths"):
+            SweepConfig(runs=2, seed=0, out=tmp_path / "c", pad_widths=bad)
+    assert json.loads((a / "_sweep.json").read_text())["execution"]["pad_widths"] is True
 
 
 @pytest.mark.slow
