@@ -5,8 +5,9 @@ Usage (on a CUDA machine; ``--device cpu`` works too, without utilization)::
     python benchmarks/bench_gpu_sweep.py --space large --runs 1024 --seed 1 --shard-size 128 \\
         --variant off:1 --variant on:8 --limit 150 --out /tmp/bench
 
-Each ``--variant PAD:WORKERS[:eager]`` runs ``udl generate`` with ``--pad-widths PAD --workers WORKERS``
-(and, with ``eager``, ``UDL_CUDA_GRAPHS=0``: eager training steps) into its own directory; ``old:WORKERS``
+Each ``--variant PAD:WORKERS[:eager][:streams=K]`` runs ``udl generate`` with ``--pad-widths PAD --workers
+WORKERS`` (with ``eager``, ``UDL_CUDA_GRAPHS=0``: eager training steps; with ``streams=K``,
+``UDL_CUDA_STREAMS=K``: K chunks interleaved on their own CUDA streams) into its own directory; ``old:WORKERS``
 runs the checkout given by ``--old-src`` instead (the code before a change, for a before/after on one
 machine). Every variant draws the same runs (count, seed, space) and cuts shards of the same size (an
 older checkout may order its plan differently, so its shards hold other runs).
@@ -74,9 +75,10 @@ class Sampler:
                 "mem_peak_mib": max(mem), "samples": len(util)}
 
 
-def run_variant(args, pad: str, workers: int, eager: bool = False) -> dict:
+def run_variant(args, pad: str, workers: int, eager: bool = False, streams: int = 1) -> dict:
     old = pad == "old"
-    name = ("old" if old else f"pad-{pad}") + f"_w{workers}" + ("_eager" if eager else "")
+    name = ("old" if old else f"pad-{pad}") + f"_w{workers}" + ("_eager" if eager else "") + \
+        (f"_s{streams}" if streams > 1 else "")
     out = Path(args.out).resolve() / name
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "causal.cli", "generate", "--runs", str(args.runs), "--seed", str(args.seed),
@@ -86,7 +88,7 @@ def run_variant(args, pad: str, workers: int, eager: bool = False) -> dict:
         cmd += ["--pad-widths", pad]
     log = open(Path(args.out) / f"{name}.log", "w")
     sampler = Sampler(Path(args.out) / f"{name}.smi")
-    env = {**os.environ, **({"UDL_CUDA_GRAPHS": "0"} if eager else {})}
+    env = {**os.environ, **({"UDL_CUDA_GRAPHS": "0"} if eager else {}), "UDL_CUDA_STREAMS": str(streams)}
     cwd = None
     if old:  # another checkout of the package (the code before a change): run from it, first on the path
         cwd = str(Path(args.old_src).resolve())
@@ -109,7 +111,7 @@ def run_variant(args, pad: str, workers: int, eager: bool = False) -> dict:
     log.close()
     rows = _rows(out)
     label = (f"before ({args.old_src})" if old else f"pad {pad}") + f", {workers} worker(s)" + \
-        (", no CUDA graphs" if eager else "")
+        (", no CUDA graphs" if eager else "") + (f", {streams} streams" if streams > 1 else "")
     return {"variant": label, "dir": out, "rows": len(rows), "wall_s": wall,
             "runs_per_s": len(rows) / wall, "stopped_at_limit": stopped, "rc": rc, **util, "frame": rows}
 
@@ -121,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--shard-size", type=int, default=128)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--variant", action="append", default=[], metavar="PAD:WORKERS[:eager]",
-                   help="e.g. off:1:eager (no padding, one process, no CUDA graphs) or on:8 (repeatable; "
+    p.add_argument("--variant", action="append", default=[], metavar="PAD:WORKERS[:eager][:streams=K]",
+                   help="e.g. off:1:eager (no padding, one process, no CUDA graphs), on:8, or on:1:streams=16 "
+                        "(16 chunks interleaved on their own CUDA streams; UDL_CUDA_STREAMS) (repeatable; "
                         "default on:1)")
     p.add_argument("--limit", type=float, default=300.0, help="seconds per variant before it is stopped")
     p.add_argument("--old-src", default=None,
@@ -134,17 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     variants = []
     for v in args.variant or ["on:1"]:
         parts = v.split(":")
-        if len(parts) not in (2, 3) or parts[0] not in ("auto", "on", "off", "old") or not parts[1].isdigit() or \
-                (len(parts) == 3 and parts[2] != "eager"):
-            p.error(f"--variant must be PAD:WORKERS[:eager] with PAD auto, on, off or old; received {v!r}")
+        opts = parts[2:]
+        ok = len(parts) >= 2 and parts[0] in ("auto", "on", "off", "old") and parts[1].isdigit() and all(
+            o == "eager" or (o.startswith("streams=") and o[8:].isdigit()) for o in opts)
+        if not ok:
+            p.error(f"--variant must be PAD:WORKERS[:eager][:streams=K] with PAD auto, on, off or old; received {v!r}")
         if parts[0] == "old" and not args.old_src:
             p.error("a variant 'old:...' needs --old-src DIR (a checkout of the code to compare with)")
-        variants.append((parts[0], int(parts[1]), len(parts) == 3))
+        streams = next((int(o[8:]) for o in opts if o.startswith("streams=")), 1)
+        variants.append((parts[0], int(parts[1]), "eager" in opts, streams))
     print(f"plan: udl generate --space {args.space} --runs {args.runs} --seed {args.seed} "
           f"--shard-size {args.shard_size} --device {args.device}; limit {args.limit:.0f} s per variant", flush=True)
     results = []
-    for pad, workers, eager in variants:
-        r = run_variant(args, pad, workers, eager)
+    for pad, workers, eager, streams in variants:
+        r = run_variant(args, pad, workers, eager, streams)
         results.append(r)
         print(f"  {r['variant']}: {r['rows']} rows in {r['wall_s']:.1f} s = {r['runs_per_s']:.2f} runs/s"
               f"{' (stopped at the limit)' if r['stopped_at_limit'] else ''}; rc {r['rc']}; "

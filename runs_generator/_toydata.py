@@ -11,7 +11,7 @@ import numpy as np
 
 from runs_generator.spec import RunConfig, TaskData
 
-__all__ = ["toy_config", "toy_data"]
+__all__ = ["toy_config", "toy_data", "mixed_width_runs"]
 
 
 def toy_config(**overrides) -> RunConfig:
@@ -74,3 +74,20 @@ def toy_data(config: RunConfig, *, n_in: int = 10, n_outputs: int = 3, n_test: i
         x_val=np.stack(xv), y_val=np.stack(yv), x_test=x_test, y_test=labels(f_test, False),
         y_test_noisy=labels(f_test, True), x_groups=x_groups, y_groups=y_groups, groups=group,
     )
+
+
+def mixed_width_runs() -> tuple[list[RunConfig], list[TaskData]]:
+    """Twelve MLP and CNN runs that differ in width within each (arch, normalization) pair, with every
+    lever that draws noise (dropout, augmentation, early stopping, mixed optimizers and batch sizes):
+    the padding, CUDA-graph and interleaving tests' runs."""
+    cfgs = []
+    for i in range(12):
+        cnn = i >= 6
+        cfgs.append(toy_config(
+            run_index=i, seed=700 + i, task="mnist1d" if cnn else "teacher", arch="cnn" if cnn else "mlp",
+            width=(4, 6, 8)[i % 3] if cnn else (8, 12, 16)[i % 3], depth=3,
+            dropout=(0.0, 0.2, 0.5)[i % 3] if i % 2 else 0.3, augmentation=i % 2 == 1,
+            batch_size=(8, 16, None)[i % 3], n_train=(24, 40)[i % 2], steps=6 + i % 4,
+            optimizer=("sgd", "momentum", "adam")[(i // 3) % 3], lr=0.02,
+            normalization=("none", "batch", "layer")[(i // 2) % 3], residual=i % 2 == 0, early_stopping=i % 4 == 0))
+    return cfgs, [toy_data(c, groups=True) for c in cfgs]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Generator
 
 import torch
 
@@ -35,7 +36,7 @@ from runs_generator.models import forward, init_params, init_running
 from runs_generator.registry import arch_entry, task_family
 from runs_generator.spec import RunMetrics
 
-__all__ = ["train_model_set", "FlatOptimizer"]
+__all__ = ["train_model_set", "train_steps", "run_steps", "FlatOptimizer"]
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -174,6 +175,26 @@ def train_model_set(ms: ModelSet, *, fused: bool | None = None,
     is filled with the trained parameters ``{name: (R, ...)}`` (the source models
     of :mod:`runs_generator.transfer`).
     """
+    return run_steps(train_steps(ms, fused=fused, state_out=state_out))
+
+
+def run_steps(steps: Generator[None, None, list[RunMetrics]]) -> list[RunMetrics]:
+    """Drive a :func:`train_steps` generator to its end; its metrics."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def train_steps(ms: ModelSet, *, fused: bool | None = None,
+                state_out: dict[str, torch.Tensor] | None = None) -> Generator[None, None, list[RunMetrics]]:
+    """:func:`train_model_set` as a generator that yields after every training step and returns the metrics.
+
+    Several chunks can then train interleaved, step by step, on one thread (on CUDA each on its own
+    stream, so that their small kernels run concurrently; :func:`runs_generator.engine.train_runs`);
+    a chunk's computation does not depend on what runs between its steps.
+    """
     t0 = time.perf_counter()
     dev, dt, r = ms.device, ms.dtype, ms.r
     params = init_params(ms.spec, ms.init_seeds, [ms.configs[j].init_scale for j in ms.run_of_model], dev, dt)
@@ -220,7 +241,7 @@ def train_model_set(ms: ModelSet, *, fused: bool | None = None,
     stop_steps = set(ms.steps)  # the active mask only changes when some model finishes
     active = torch.ones(r, device=dev, dtype=dt)
     if _graphable(ms, fused, streams):  # the same step, captured once as a CUDA graph and replayed
-        bad_step, hgsq, best_val = _graphed_loop(
+        bad_step, hgsq, best_val = yield from _graphed_loop(
             ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, params, grads, g, opt, streams, step_fn,
             objective, running, dropout, residual_flags, any_aug, shift, xb, yb, rowmask, batch_idx, explode_at,
             win_start, first_win, bad_step, hgsq)
@@ -245,6 +266,7 @@ def train_model_set(ms: ModelSet, *, fused: bool | None = None,
                 hgsq.addcmul_(active * (win_start <= t), q)
             if (t + 1) in due:
                 best_val = _keep_best(ms, params, running, due[t + 1], best, best_val, flat)
+        yield
     if due:
         es = ms.early_stop
         for b, v in zip(best, (flat, *running.values())):
@@ -333,8 +355,8 @@ def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, p
     eager_runs = {False: 0, True: 0}
     pool: list = []
     use_graphs = True
-    with torch.no_grad():
-        for t in range(n_steps):
+    for t in range(n_steps):
+        with torch.no_grad():
             if t in stop_steps:
                 active.copy_((steps_t > t).to(dt))
                 opt.set_active(active.view(-1, 1))
@@ -365,6 +387,7 @@ def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, p
                     graph.replay()
             if (t + 1) in due:
                 best_val = _keep_best(ms, params, running, due[t + 1], best, best_val, flat)
+        yield
     return bad_step, hgsq, best_val
 
 

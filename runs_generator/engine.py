@@ -29,11 +29,13 @@ On CPU, :func:`train_runs` first tunes glibc malloc (see :func:`_tune_malloc`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
+import os
 import sys
-from collections import defaultdict
-from typing import Literal, Sequence
+from collections import defaultdict, deque
+from typing import Iterator, Literal, Sequence
 
 import torch
 
@@ -194,6 +196,7 @@ def train_runs(
     dtype: torch.dtype = torch.float32,
     chunk_size: int | None = None,
     pad_widths: bool | None = None,
+    concurrent: int | None = None,
 ) -> list[RunMetrics]:
     """Train every run's K replicas and measure them; results in the order of ``configs``.
 
@@ -209,9 +212,10 @@ def train_runs(
         (:func:`runs_generator.models.padded_spec`; MLP and CNN). None (default): on CUDA only, where
         small models are launch-bound and larger groups are nearly free; on a CPU padding costs FLOPs.
         A run's metrics are those of the run alone either way (to float rounding).
+    concurrent : chunks whose training steps interleave, on CUDA each on its own stream (experimental:
+        not yet measured on a GPU). None (default): ``UDL_CUDA_STREAMS`` from the environment on CUDA
+        (default 1), 1 on a CPU. A run's metrics do not depend on it.
     """
-    from runs_generator._modelset import build_model_set
-    from runs_generator._trainer import train_model_set
     from runs_generator.naive import train_run_naive
 
     if len(configs) != len(data):
@@ -234,7 +238,7 @@ def train_runs(
         rest = [i for i, m in enumerate(results) if m is None]
         if rest:
             out = train_runs([configs[i] for i in rest], [data[i] for i in rest], engine=engine, device=device,
-                             dtype=dtype, chunk_size=chunk_size, pad_widths=pad_widths)
+                             dtype=dtype, chunk_size=chunk_size, pad_widths=pad_widths, concurrent=concurrent)
             for i, m in zip(rest, out):
                 results[i] = m
         return results  # type: ignore[return-value]
@@ -256,6 +260,7 @@ def train_runs(
         shape = (tuple(d.input_shape), int(d.n_outputs), d.problem)
         groups[(group_key(c, pad=pad_widths), shape)].append(i)
     results: list[RunMetrics | None] = [None] * len(configs)
+    chunks: list[list[int]] = []
     for members in groups.values():
         members.sort(key=lambda i: (configs[i].steps, configs[i].effective_batch, configs[i].n_train, i))
         size = chunk_size or auto_chunk_size([configs[i] for i in members], [data[i] for i in members], dev)
@@ -271,12 +276,60 @@ def train_runs(
                 n_models += configs[i].replicas
                 continue
             chunk.sort(key=lambda j: configs[j].optimizer == "adam")  # optimizer blocks (see FlatOptimizer)
-            ms = build_model_set([configs[j] for j in chunk], [data[j] for j in chunk], dev, dtype,
-                                 init_states=[states.get(j) for j in chunk])
-            for j, m in zip(chunk, train_model_set(ms)):
-                results[j] = m
+            chunks.append(chunk)
             chunk, n_models = ([i], configs[i].replicas) if i >= 0 else ([], 0)
+    if concurrent is None:
+        concurrent = int(os.environ.get("UDL_CUDA_STREAMS", "1")) if dev.type == "cuda" else 1
+    for chunk, metrics in _train_chunks(chunks, configs, data, states, dev, dtype, max(1, concurrent)):
+        for j, m in zip(chunk, metrics):
+            results[j] = m
     return results  # type: ignore[return-value]
+
+
+def _train_chunks(chunks: list[list[int]], configs, data, states, dev: torch.device, dtype: torch.dtype,
+                  concurrent: int) -> Iterator[tuple[list[int], list[RunMetrics]]]:
+    """Train each chunk (run indices) and yield ``(chunk, metrics)``, ``concurrent`` chunks at a time.
+
+    With ``concurrent`` > 1 the chunks' training steps interleave on this thread
+    (:func:`runs_generator._trainer.train_steps`), on CUDA each chunk on one of ``concurrent`` streams,
+    so that the small kernels of several chunks can run at once; a chunk's computation is the same
+    either way (every chunk owns its tensors and random streams).
+    """
+    from runs_generator._modelset import build_model_set
+    from runs_generator._trainer import run_steps, train_steps
+
+    def start(chunk: list[int]):
+        ms = build_model_set([configs[j] for j in chunk], [data[j] for j in chunk], dev, dtype,
+                             init_states=[states.get(j) for j in chunk])
+        return train_steps(ms)
+
+    if concurrent <= 1:
+        for chunk in chunks:
+            yield chunk, run_steps(start(chunk))
+        return
+    cuda = dev.type == "cuda"
+    free = [torch.cuda.Stream(device=dev) if cuda else None for _ in range(concurrent)]  # reused: each has its own cache
+    pending, live = deque(chunks), deque()
+    while pending or live:
+        while pending and free:
+            stream = free.pop()
+            with _on(stream):
+                chunk = pending.popleft()
+                live.append((chunk, start(chunk), stream))
+        chunk, steps, stream = live.popleft()
+        with _on(stream):
+            try:
+                next(steps)
+            except StopIteration as done:
+                free.append(stream)
+                yield chunk, done.value
+                continue
+        live.append((chunk, steps, stream))
+
+
+def _on(stream):
+    """``torch.cuda.stream(stream)``, or nothing for None (CPU)."""
+    return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
 
 
 def _check(c: RunConfig, d: TaskData) -> None:

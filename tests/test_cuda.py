@@ -56,3 +56,24 @@ def test_a_family_trains_on_cuda_to_the_cpu_row(pair, index, monkeypatch) -> Non
             assert (a is None or math.isnan(a)) and (b is None or math.isnan(b)), (pair, name, a, b)
             continue
         assert b == pytest.approx(a, rel=1e-5, abs=1e-7), (pair, name, a, b)
+
+
+def test_chunks_on_concurrent_cuda_streams_train_as_one_after_another(monkeypatch) -> None:
+    """Chunks interleaved on three CUDA streams (each with its captured step) give the sequential rows."""
+    from runs_generator import _trainer
+    from runs_generator._toydata import mixed_width_runs
+    from runs_generator.engine import train_runs
+
+    cfgs, data = mixed_width_runs()
+    cfgs = [replace(c, steps=10 + 5 * (i % 3)) for i, c in enumerate(cfgs)]
+    one = train_runs(cfgs, data, device="cuda", dtype=torch.float64, chunk_size=8, concurrent=1)
+    mixed = train_runs(cfgs, data, device="cuda", dtype=torch.float64, chunk_size=8, concurrent=3)
+    assert not _trainer._CAPTURE_FAILED
+    for i, (a, b) in enumerate(zip(one, mixed)):
+        assert a.diverged == b.diverged, i
+        for name in FLOATS:
+            x, y = getattr(a, name), getattr(b, name)
+            if x is None or y is None or (isinstance(x, float) and math.isnan(x)):
+                assert (x is None or math.isnan(x)) and (y is None or math.isnan(y)), (i, name, x, y)
+                continue
+            assert y == pytest.approx(x, rel=1e-9, abs=1e-12), (i, name, x, y)
