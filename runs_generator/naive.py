@@ -88,7 +88,7 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
                 bad_step = t + 1
             opt.step()  # a fused step leaves the gradients as they were
             if t >= start:
-                h_sum += _h_grad_sq(opt, config, plist, t)
+                h_sum += _h_grad_sq(opt, config, [p.grad for p in plist], t)
             if (t + 1) in checkpoints:
                 net.eval()
                 with torch.no_grad():
@@ -114,9 +114,10 @@ def train_run_naive(config: RunConfig, data: TaskData, device: torch.device, dty
 
 
 @torch.no_grad()
-def _h_grad_sq(opt: torch.optim.Optimizer, config: RunConfig, params: list[torch.Tensor], t: int) -> torch.Tensor:
-    """``h ||g||^2`` of the step just taken, from the parameters' loss gradients (see FlatOptimizer.step)."""
-    grads = [p.grad for p in params]
+def _h_grad_sq(opt: torch.optim.Optimizer, config: RunConfig, grads: list[torch.Tensor], t: int) -> torch.Tensor:
+    """``h ||g||^2`` of the step just taken with the loss gradients ``grads`` (one per parameter of the
+    optimizer's first group, in order; see FlatOptimizer.step)."""
+    params = opt.param_groups[0]["params"]
     if config.optimizer != "adam":
         h = config.lr / (1.0 - (MOMENTUM if config.optimizer == "momentum" else 0.0))
         return h * torch.stack(torch._foreach_norm(grads)).square().sum()
