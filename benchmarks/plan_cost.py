@@ -5,9 +5,9 @@ Usage::
     python benchmarks/plan_cost.py --space large --runs 1024 --seed 1 --shard-size 32
 
 For each grouping (``--pad-widths off`` and ``on``: :func:`runs_generator.engine.group_key` with
-``pad``) it replays the engine's chunking (:func:`runs_generator.engine.train_runs`: groups per shard,
-members sorted by budget, CUDA chunk sizes, the padded path's budget ratio) without training, and
-counts
+``pad``) it replays the engine's chunking without training (groups per shard, then
+:func:`runs_generator.engine.cut_chunks` with chunks of up to ``CUDA_MAX_CHUNK`` models; the activation
+budget, which needs the data's shapes, is not applied), and counts
 
 * training TFLOP: 6 x multiply-adds x (padded batch) x (padded width) x the chunk's longest budget, summed
   over every model of every chunk (a padded or finished model still computes until its chunk ends);
@@ -44,17 +44,10 @@ def cost(configs, plan, pad: bool) -> tuple[float, float, int, int]:
     for shard in plan:
         groups = defaultdict(list)
         for i in shard:
-            groups[engine.group_key(configs[i], pad=pad)].append(configs[i])
+            groups[engine.group_key(configs[i], pad=pad)].append(i)
         for members in groups.values():
-            members.sort(key=lambda c: (c.steps, c.effective_batch, c.n_train, c.run_index))
-            cut, cur = [], []
-            for c in members:
-                if cur and pad and c.steps > engine.STEPS_RATIO * cur[0].steps:
-                    cut.append(cur)
-                    cur = []
-                cur.append(c)
-            cut.append(cur)
-            for ch in cut:
+            for cut in engine.cut_chunks(members, configs, engine.CUDA_MAX_CHUNK, pad):
+                ch = [configs[i] for i in cut]
                 w = max(c.width for c in ch)
                 b = max(c.effective_batch for c in ch)
                 s = max(c.steps for c in ch)

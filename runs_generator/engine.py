@@ -9,7 +9,7 @@ below :data:`SMALL_WORK`) share one bucket: their steps cost launch overhead,
 not FLOPs, so padding a small batch up to a larger one is nearly free. On CUDA
 (``pad_widths``) small MLP and CNN runs (:data:`CUDA_SMALL_WORK`) of every width
 share a group too, padded to the widest (:func:`runs_generator.models.padded_spec`),
-and a padded group's chunks hold budgets within :data:`STEPS_RATIO` of each other:
+and every group's chunks hold budgets within :data:`STEPS_RATIO` of each other:
 on a GPU a small model's step costs its kernel launches, not its FLOPs, and one
 group of several widths launches the kernels of one.
 
@@ -43,8 +43,9 @@ from runs_generator.registry import _load, arch_entry, loss_entry, task_family
 from runs_generator.spec import RunConfig, RunMetrics, TaskData
 from causal.errors import ConfigError
 
-__all__ = ["train_runs", "group_key", "pads_width", "resolve_device", "auto_chunk_size", "SMALL_WORK", "CUDA_SMALL_WORK", "STEPS_RATIO", "ACTIVATION_BUDGET", "MAX_CHUNK",
-           "CUDA_ACTIVATION_BUDGET", "CUDA_MAX_CHUNK"]
+__all__ = ["train_runs", "group_key", "cut_chunks", "pads_width", "resolve_device", "auto_chunk_size", "SMALL_WORK",
+           "CUDA_SMALL_WORK", "STEPS_RATIO", "ACTIVATION_BUDGET", "MAX_CHUNK", "CUDA_ACTIVATION_BUDGET",
+           "CUDA_MAX_CHUNK"]
 
 SMALL_WORK = 2**20  # multiply-adds per model step below which batch sizes share a bucket
 #: the same on CUDA (``pad_widths``), where also only runs this small share a group across widths. Chosen
@@ -262,28 +263,42 @@ def train_runs(
     results: list[RunMetrics | None] = [None] * len(configs)
     chunks: list[list[int]] = []
     for members in groups.values():
-        members.sort(key=lambda i: (configs[i].steps, configs[i].effective_batch, configs[i].n_train, i))
         size = chunk_size or auto_chunk_size([configs[i] for i in members], [data[i] for i in members], dev)
-        chunk: list[int] = []
-        n_models = 0
-        for i in members + [-1]:
-            # the CUDA grouping (pad_widths): a chunk trains for its longest budget (a finished model still
-            # computes until its chunk ends), so each chunk of every group holds budgets within STEPS_RATIO
-            # of each other
-            fits = i < 0 or not pad_widths or not chunk or configs[i].steps <= STEPS_RATIO * configs[chunk[0]].steps
-            if i >= 0 and (not chunk or (n_models + configs[i].replicas <= size and fits)):
-                chunk.append(i)
-                n_models += configs[i].replicas
-                continue
-            chunk.sort(key=lambda j: configs[j].optimizer == "adam")  # optimizer blocks (see FlatOptimizer)
-            chunks.append(chunk)
-            chunk, n_models = ([i], configs[i].replicas) if i >= 0 else ([], 0)
+        chunks += cut_chunks(members, configs, size, pad_widths)
     if concurrent is None:
         concurrent = int(os.environ.get("UDL_CUDA_STREAMS", "1")) if dev.type == "cuda" else 1
     for chunk, metrics in _train_chunks(chunks, configs, data, states, dev, dtype, max(1, concurrent)):
         for j, m in zip(chunk, metrics):
             results[j] = m
     return results  # type: ignore[return-value]
+
+
+def cut_chunks(members: list[int], configs: Sequence[RunConfig], size: int, pad: bool) -> list[list[int]]:
+    """One group's runs (indices into ``configs``) cut into the chunks that train as one computation.
+
+    Runs are sorted by (budget, batch, n_train, index) and cut into chunks of at most ``size`` models (a
+    run is never split). With ``pad`` (the CUDA grouping) a chunk also holds budgets within
+    :data:`STEPS_RATIO` of each other: it trains for its longest budget, and a finished model computes
+    until its chunk ends. Within a chunk the Adam runs come last (contiguous optimizer blocks, see
+    :class:`runs_generator._trainer.FlatOptimizer`).
+    """
+    order = sorted(members, key=lambda i: (configs[i].steps, configs[i].effective_batch, configs[i].n_train, i))
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    n_models = 0
+    for i in order:
+        fits = n_models + configs[i].replicas <= size and (
+            not pad or configs[i].steps <= STEPS_RATIO * configs[chunk[0]].steps if chunk else True)
+        if chunk and not fits:
+            chunks.append(chunk)
+            chunk, n_models = [], 0
+        chunk.append(i)
+        n_models += configs[i].replicas
+    if chunk:
+        chunks.append(chunk)
+    for c in chunks:
+        c.sort(key=lambda j: configs[j].optimizer == "adam")  # stable: budget order within each block
+    return chunks
 
 
 def _train_chunks(chunks: list[list[int]], configs, data, states, dev: torch.device, dtype: torch.dtype,
