@@ -11,7 +11,8 @@ Draw order per training step (both engines): augmentation jitter (``randn`` of
 the model's ``(rows, *input_shape)``), then the signal shift (``randint`` of
 ``(rows, 1)``, signals only), then one dropout uniform per hidden layer
 (``rand`` of ``(rows, width)`` for an MLP, ``(rows, channels, length)`` for a
-CNN). Models without augmentation or dropout draw nothing.
+CNN; the model's own width when hidden maps are padded to a wider one, so padding
+changes no draw). Models without augmentation or dropout draw nothing.
 
 Two implementations with the same interface and the same guarantees:
 
