@@ -42,6 +42,7 @@ from runs_generator._noise import ModelStreams
 __all__ = ["loss_and_grads", "autograd_loss_and_grads"]
 
 _threshold_backward = torch.ops.aten.threshold_backward
+_threshold_backward_ = torch.ops.aten.threshold_backward.grad_input  # the out= overload, used in place
 
 
 def loss_and_grads(
@@ -101,7 +102,13 @@ def loss_and_grads(
     for i in reversed(range(spec.depth)):
         inp, xhat, rstd, f, scale = tape.layers[i]
         df = dh * scale if scale is not None else dh
-        dz = _threshold_backward(df, f, 0)
+        if (scale is not None or res_none or i == 0) and df.is_contiguous():
+            # df is not needed after this layer: the ReLU backward in place, with no new buffer (a strided one,
+            # the CNN head's, keeps the out-of-place op, whose contiguous result the reductions below sum in order;
+            # residual models carry dh past the layer)
+            dz = _threshold_backward_(df, f, 0, grad_input=df)
+        else:
+            dz = _threshold_backward(df, f, 0)
         if norm != "none":
             grads[f"g{i}"].copy_((dz * xhat).sum(dim=rows))
             grads[f"be{i}"].copy_(dz.sum(dim=rows))

@@ -173,8 +173,9 @@ class ModelSet:
         ``tests/test_fused.py`` checks this against autograd through :meth:`objective`.
         """
         kinds = self.loss_kinds
-        if self.classification:  # one-hot by scatter: F.one_hot syncs with the host (min/max) on CPU
-            target = torch.zeros_like(out).scatter_(-1, y.unsqueeze(-1), 1.0)
+        if self.classification:  # one-hot by scatter (F.one_hot syncs with the host on CPU), class-major as the losses
+            target = out.new_zeros(out.shape[0], out.shape[2], out.shape[1]).scatter_(1, y.unsqueeze(1), 1.0)
+            target = target.transpose(1, 2)
         else:
             target = y
         loss_ex = grad = None

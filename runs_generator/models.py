@@ -456,8 +456,13 @@ class StackedArch:
         """(R, B) real-example mask -> a mask over the rows dim of the hidden maps."""
         return rowmask
 
-    def linear(self, spec: ArchSpec, params: dict[str, torch.Tensor], i: int, inp: torch.Tensor) -> torch.Tensor:
-        """Hidden layer ``i``'s affine map (no bias before batch norm)."""
+    def linear(self, spec: ArchSpec, params: dict[str, torch.Tensor], i: int, inp: torch.Tensor,
+               bias: bool = True) -> torch.Tensor:
+        """Hidden layer ``i``'s affine map (no bias before batch norm; none with ``bias=False``)."""
+        raise NotImplementedError
+
+    def bias_term(self, params: dict[str, torch.Tensor], i: int) -> torch.Tensor:
+        """Layer ``i``'s bias, broadcastable against its pre-activation."""
         raise NotImplementedError
 
     def weight_grad(self, inp: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
@@ -520,12 +525,15 @@ class _MLP(StackedArch):
     def first_input(self, spec: ArchSpec, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], x.shape[1], -1)
 
-    def linear(self, spec, params, i, inp):
+    def linear(self, spec, params, i, inp, bias=True):
         """(R, B, in) @ w -> (R, B, W)."""
         w = params[f"w{i}"]
-        if spec.normalization != "batch":
+        if bias and spec.normalization != "batch":
             return torch.baddbmm(params[f"b{i}"].unsqueeze(1), inp, w)
         return torch.bmm(inp, w)
+
+    def bias_term(self, params, i):
+        return params[f"b{i}"].unsqueeze(1)
 
     def weight_grad(self, inp, dz):
         return torch.bmm(inp.transpose(1, 2), dz)
@@ -575,12 +583,15 @@ class _CNN1D(StackedArch):
     def expand_rows(self, spec, rowmask):
         return rowmask.repeat_interleave(self.length(spec), dim=1)
 
-    def linear(self, spec, params, i, inp):
+    def linear(self, spec, params, i, inp, bias=True):
         """w^T (R, C, k*C_in) @ patches (R, k*C_in, B*L) -> (R, C, B*L)."""
         wt = params[f"w{i}"].transpose(1, 2)
-        if spec.normalization != "batch":
+        if bias and spec.normalization != "batch":
             return torch.baddbmm(params[f"b{i}"].unsqueeze(2), wt, inp)
         return torch.bmm(wt, inp)
+
+    def bias_term(self, params, i):
+        return params[f"b{i}"].unsqueeze(2)
 
     def weight_grad(self, inp, dz):
         return torch.bmm(inp, dz.transpose(1, 2))  # (R, k*C_in, C)
@@ -770,6 +781,9 @@ def normalize(
     return z, xhat, rstd
 
 
+_add_relu_ = torch.ops.aten._add_relu_
+
+
 def hidden_features(
     spec: ArchSpec,
     params: dict[str, torch.Tensor],
@@ -806,6 +820,9 @@ def hidden_features(
     res_all, res_none = flags if flags is not None else residual_flags(residual)
     res_flag = residual.to(h.dtype).view(-1, 1, 1) if isinstance(residual, torch.Tensor) else None
     inplace = not torch.is_grad_enabled() and preacts is None  # preacts keep z
+    # without normalization on a CPU: the bias add and the ReLU in one pass (aten::_add_relu_, a CPU kernel),
+    # bit-identical to baddbmm then relu_ (the GEMM's beta=1 adds the bias after the product, as add_ does)
+    add_relu = inplace and norm == "none" and h.device.type == "cpu"
     n = m = None
     if norm == "batch" and mode != "eval":  # real rows per model, shared by every layer's batch statistics
         n, m = _row_stats(arch, h, rowmask)
@@ -816,12 +833,16 @@ def hidden_features(
         inv_keep = keep.reciprocal()
     for i in range(spec.depth):
         inp = arch.layer_input(h, b) if i > 0 else h
-        z = arch.linear(spec, params, i, inp)
-        if preacts is not None:
-            preacts.append(z)
-        z, xhat, rstd = normalize(spec, arch, params, i, z, b, mode=mode, running=running, n=n, m=m, active=active,
-                                  fma=tape is not None)
-        f = torch.relu_(z) if inplace else torch.relu(z)
+        if add_relu:
+            f = _add_relu_(arch.linear(spec, params, i, inp, bias=False), arch.bias_term(params, i))
+            xhat = rstd = None
+        else:
+            z = arch.linear(spec, params, i, inp)
+            if preacts is not None:
+                preacts.append(z)
+            z, xhat, rstd = normalize(spec, arch, params, i, z, b, mode=mode, running=running, n=n, m=m,
+                                      active=active, fma=tape is not None)
+            f = torch.relu_(z) if inplace else torch.relu(z)
         scale = None
         if mode == "train" and dropout is not None:
             scale = dropout_uniform(f, generator, arch.channels_first, b)
@@ -849,7 +870,7 @@ def head(h: torch.Tensor, wo: torch.Tensor, bo: torch.Tensor) -> torch.Tensor:
 
 def _head_forward(h: torch.Tensor, wo: torch.Tensor, bo: torch.Tensor) -> torch.Tensor:
     out_t = torch.baddbmm(bo.unsqueeze(2), wo.transpose(1, 2), h.transpose(1, 2))  # (R, C, B)
-    return out_t.transpose(1, 2).contiguous()  # (R, B, C)
+    return out_t.transpose(1, 2)  # (R, B, C), class-major in memory as the class losses want it (losses.class_major)
 
 
 def forward(

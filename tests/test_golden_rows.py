@@ -1,7 +1,9 @@
 """Golden rows: the engine's measurements on fixed configs must not move under a refactor.
 
-``tests/data/golden_rows.json`` holds what the engine produced, at commit
-86e1d29 (before the family registry of issue 11), for
+``tests/data/golden_rows.json`` holds what the engine produced (first at commit
+86e1d29, before the family registry of issue 11; rewritten for issue 10's CPU
+profile, when minibatches became one ``randperm`` per epoch and the class
+losses moved to the class-major layout), for
 
 * **engine cases**: toy data (:mod:`runs_generator._toydata`), every
   architecture x normalization x residual x optimizer x loss present today,
