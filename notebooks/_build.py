@@ -179,8 +179,8 @@ TOUR = [
     """),
     md("""
         23 of 480 runs diverged, all of them supervised and all trained with plain SGD or momentum, none with
-        Adam: 7 of 88 transfer runs (every one a regression run, 7 of 47), 6 of 68 teacher, 5 of 93 sequence,
-        4 of 85 graph and 1 of 67 MNIST-1D runs. None of the 79 generative runs diverged (they train with Adam
+        Adam: 7 of 88 transfer runs (every one a regression run, 7 of 47), 7 of 68 teacher, 5 of 93 sequence
+        and 4 of 85 graph runs; none of the 67 MNIST-1D runs and none of the 79 generative runs (they train with Adam
         only). Their outcomes and every mediator measured during or after training are null (checked below);
         only `gradient_stability`, measured at initialization before anything diverged, is kept. Every analysis
         excludes them by default, so it runs on the 457 runs that trained.
@@ -266,13 +266,20 @@ TOUR = [
         early stopping lower variance (edge 7); the optimizer drives implicit regularization (edge 17: momentum,
         Adam and a larger learning rate all raise it); a matched architecture lowers bias² (edge 21; the book
         gives no direction there); and a larger generative model has higher precision and density (edge 24).
-        It *contradicts* the book on one: residual connections come with **sharper** minima, not flatter ones
-        (edge 14: +0.30 decades of sharpness, 95% CI [0.13, 0.47], Holm p ≈ 0.016). Whether that is a finding
-        or an artefact of how sharpness is measured and adjusted is examined in FINDINGS.md ("Contradictions:
-        finding or artefact"); `02_edges` shows that the sign of the sharpness edges depends on the adjustment.
+        It *contradicts* the book on one: runs with more implicit regularization have **more** variance across
+        replicas, not less (edge 18: +0.20 decades of variance per decade of `implicit_reg`, 95% CI [0.09, 0.31],
+        Holm p ≈ 0.012), with the same sign under every sensitivity setting and in every family where it is
+        estimated (FINDINGS.md, "Contradictions: finding or artefact"). Its mechanism is not established: the
+        column measures the implicit gradient penalty as h‖g‖² over the last half of training, and one guess,
+        that a large value marks runs still far from converged whose replicas disagree, does not survive a
+        check (adjusting for `convergence` too leaves +0.22; `benchmarks/edge18_check.py`). The estimate was
+        already positive on the previous draw of this plan (+0.15, significant before the correction only). That draw's one contradiction, residual connections → **sharper** minima (edge 14),
+        keeps its sign here (+0.27 decades of sharpness, 95% CI [0.10, 0.45]) but not its corrected significance
+        (Holm p ≈ 0.07): which borderline edge crosses the threshold depends on the draw, which is what
+        `udl check` allows for (both are "changed significance" warnings, not failures).
         The other 31 are *inconclusive*, which here mostly means **too little power**, not "no effect": each
         run varies 15+ levers at once, each family draws them from its own ranges, edge 24 sees the 79
-        generative runs and the other edges the 370–436 runs that carry their columns, and the Holm correction
+        generative runs and the other edges the 371–436 runs that carry their columns, and the Holm correction
         over 42 edges is strict. Do not read an inconclusive edge as evidence against the book; `02_edges` shows
         the CIs.
     """),
@@ -332,8 +339,8 @@ TOUR = [
         assert ok.loc[ok["arch"] == "flow", "gradient_stability"].isna().all()
         assert ok.loc[ok_gen & (ok["arch"] != "flow"), "gradient_stability"].notna().all()
         # diverged runs: per family as stated, all SGD or momentum, outcomes null
-        assert diverged["diverged"].to_dict() == {"generative": 0, "graph": 4, "mnist1d": 1, "sequence": 5,
-                                                  "teacher": 6, "transfer": 7}
+        assert diverged["diverged"].to_dict() == {"generative": 0, "graph": 4, "mnist1d": 0, "sequence": 5,
+                                                  "teacher": 7, "transfer": 7}
         assert set(runs.loc[runs["diverged"] == 1, "optimizer"]) <= {"sgd", "momentum"}
         transfer_div = runs[(runs["task"] == "transfer") & (runs["diverged"] == 1)]
         assert set(transfer_div["problem"]) == {"regression"} and (runs.loc[runs["task"] == "transfer", "problem"] == "regression").sum() == 47
@@ -350,13 +357,17 @@ TOUR = [
                              (7, "variance", "early_stopping"), (17, "implicit_reg", "optimizer_momentum"),
                              (17, "implicit_reg", "optimizer_adam"), (17, "implicit_reg", "log_lr"),
                              (21, "bias_sq", "inductive_bias"), (24, "precision", "capacity"), (24, "density", "capacity")}, supported
-        # the one contradiction: residual connections -> sharper minima (edge 14), as stated above
+        # the one contradiction: more implicit regularization -> more variance (edge 18), as stated above
+        e18 = effects.effect("implicit_reg", "variance")
+        assert e18["verdict"] == "contradicts" and s.loc[s["verdict"] == "contradicts", "number"].tolist() == [18]
+        assert round(e18["estimate"], 2) == 0.20 and round(e18["ci_low"], 2) == 0.09 and round(e18["ci_high"], 2) == 0.31
+        assert 0.01 < e18["p_adjusted"] < 0.02
+        # edge 14, the previous draw's contradiction: same sign, CI clear of 0, not significant after Holm
         e14 = effects.effect("residual", "sharpness")
-        assert e14["verdict"] == "contradicts" and s.loc[s["verdict"] == "contradicts", "number"].tolist() == [14]
-        assert round(e14["estimate"], 2) == 0.30 and round(e14["ci_low"], 2) == 0.13 and round(e14["ci_high"], 2) == 0.47
-        assert 0.01 < e14["p_adjusted"] < 0.02
-        # the rows each edge sees: 79 generative runs for edge 24, 370-436 for the others
-        assert s.loc[s["number"] != 24, "n"].min() == 370 and s.loc[s["number"] != 24, "n"].max() == 436
+        assert e14["verdict"] == "inconclusive" and 0.05 < e14["p_adjusted"] < 0.1
+        assert round(e14["estimate"], 2) == 0.27 and round(e14["ci_low"], 2) == 0.10 and round(e14["ci_high"], 2) == 0.45
+        # the rows each edge sees: 79 generative runs for edge 24, 371-436 for the others
+        assert s.loc[s["number"] != 24, "n"].min() == 371 and s.loc[s["number"] != 24, "n"].max() == 436
         # edge 9 pooled: positive but inconclusive; edge 22: negative, CI covers 0; edge 24 on the generative runs only
         e9, e22 = effects.effect("init_quality", "gradient_stability"), effects.effect("pretrained", "variance")
         assert e9["verdict"] == "inconclusive" and e9["ci_low"] < 0 < e9["estimate"]
@@ -420,25 +431,36 @@ EDGES = [
     """),
     md("""
         Reading the table: the supported edges are large and consistent: bias² → accuracy about −1 within-family
-        sd per decade of bias²; data quantity → variance about −0.38 decades per decade of training examples;
+        sd per decade of bias²; data quantity → variance about −0.45 decades per decade of training examples;
         dropout → variance about −1.5 decades per unit of dropout rate; early stopping −0.2 decades of variance;
         Adam, momentum and a larger learning rate each raise implicit regularization (Adam by about 1.4 decades
-        over SGD); a matched architecture lowers bias² by about 0.41 decades; and on the 79 generative runs
+        over SGD); a matched architecture lowers bias² by about 0.42 decades; and on the 79 generative runs
         precision and density rise by about 0.11 and 0.12 per decade of parameters (edge 24).
 
-        The one contradiction is residual connections → sharpness (edge 14): +0.30 decades of sharpness with
-        residual connections, where the book expects flatter minima. Whether it is a finding or an artefact is
-        examined in FINDINGS.md ("Contradictions: finding or artefact"); the next section shows that the
-        sharpness edges are the ones whose sign depends on the adjustment.
+        The one contradiction is implicit regularization → variance (edge 18): +0.20 decades of variance per
+        decade of implicit regularization (95% CI [0.09, 0.31], corrected p ≈ 0.012), where the book expects more
+        implicit regularization to lower variance. It contradicts the book under the default fit, on the book's
+        graph alone and with within-family pooling (`by="task"`, below), and FINDINGS.md reports the same with
+        the diverged runs included; its estimate is positive in each of the five supervised families, though
+        significant in none on its own. FINDINGS.md ("Contradictions: finding or artefact") classes it as a
+        finding. In the previous regeneration of the sweep (the same 480 configurations, trained with another
+        minibatch order) this edge was +0.15 and inconclusive, and the one contradiction was residual
+        connections → sharpness (edge 14: +0.30 [0.13, 0.47], corrected p ≈ 0.016). Edge 14 is now +0.27
+        decades of sharpness with residual connections ([0.10, 0.45], corrected p ≈ 0.074): inconclusive. Both
+        edges sit near the corrected threshold, and which of them crosses it depends on the draw. The next
+        section shows that edge 14, like the other sharpness edges, depends on the adjustment, and edge 18 does
+        not.
 
-        Eight inconclusive edges have a 95% CI that excludes 0 *before* the correction over 42 edges: capacity →
-        variance (+, corrected p ≈ 0.10; the book gives no pooled sign, see edge 2 below); layer norm → gradient
-        stability (+) and convergence → accuracy (+), with the book's sign; inductive bias → variance (−), with
-        the book's sign; capacity → coverage (+, edge 24); and three **against** the book's sign: residual
+        Seven inconclusive edges have a 95% CI that excludes 0 *before* the correction over 42 edges: capacity →
+        variance (+, only just: the lower bound is 0.0001 and the corrected p is 1; the book gives no pooled
+        sign, see edge 2 below); layer norm → gradient stability (+) and inductive bias → variance (−), with the
+        book's sign; capacity → coverage (+, edge 24); and three **against** the book's sign: residual
         connections → gradient stability (−: better-balanced gradients expected), layer norm → sharpness (+:
-        flatter minima expected, sharper measured, like edge 14), and implicit regularization → variance (+:
-        lower variance expected). They are what a larger sweep would settle, not findings. Weight decay's raw
-        estimates look huge (tens to hundreds) only because the lever spans 0–0.001; its `std_effect` is ≈ 0.
+        flatter minima expected, sharper measured) and residual connections → sharpness (+, edge 14 above).
+        They are what a larger sweep would settle, not findings. Against the previous regeneration, edge 14
+        joined this list, implicit regularization → variance left it (it is now the contradiction), and so did
+        convergence → accuracy (+0.12, CI now [−0.02, 0.26]). Weight decay's raw estimates look huge (−66 on
+        variance, +43 on bias²) only because the lever spans 0–0.001; its `std_effect` is ≈ 0.
 
         ## Design versus the book's graph alone
 
@@ -464,17 +486,21 @@ EDGES = [
         fig.tight_layout()
     """),
     md("""
-        Without the design the book-only fit finds more "supported" edges (13 against 10) and no contradiction.
-        Four book-only "supports" are gone under the design: batch norm → sharpness (book only −0.94 decades;
-        design ≈ −0.02, CI across 0), layer norm → sharpness (book only −0.51; design **+0.32**, the other sign,
-        with an uncorrected CI clear of 0), capacity → variance (same sign, not significant after the
-        correction) and capacity → coverage. The sharpness edges are the clearest sign of **confounding by the
+        Without the design the book-only fit finds more "supported" edges (12 against 10) and two contradictions
+        against one. Three book-only "supports" are gone under the design: batch norm → sharpness (book only
+        −0.96 decades; design ≈ −0.02, CI across 0), layer norm → sharpness (book only −0.59; design **+0.26**,
+        the other sign, with an uncorrected CI clear of 0) and capacity → coverage (book only +0.14; design
+        +0.07, same sign, corrected p ≈ 0.24). The sharpness edges are the clearest sign of **confounding by the
         raw levers**: which other levers a run draws (its family's ranges, its architecture, its learning rate)
-        moves sharpness far more than normalization does, and the book's graph leaves those paths open. The
-        same edges carry the design fit's one contradiction: residual connections → sharpness is +0.10 with a CI
-        across 0 on the book's graph alone and +0.30, significant, under the design; so its verdict rests on
-        the adjustment, and FINDINGS.md examines it. Conversely the design fit *gains* inductive bias → bias²
-        (edge 21: design −0.41, book only −0.19, whose CI clears 0 but not the correction over 42 edges),
+        moves sharpness far more than normalization does, and the book's graph leaves those paths open.
+        Residual connections → sharpness (edge 14) is +0.06 with a CI across 0 on the book's graph alone and
+        +0.27, with an uncorrected CI clear of 0, under the design: whatever it shows rests on the adjustment.
+        The book-only fit's second contradiction, residual connections → gradient stability (edge 11: −0.11,
+        corrected p ≈ 0.049, just under the threshold), is −0.09 and not significant after the correction under
+        the design. The contradiction both fits share is edge 18: implicit regularization → variance is +0.16
+        on the book's graph alone and +0.20 under the design, so it does not hinge on the adjustment.
+        Conversely the design fit *gains* inductive bias → bias² (edge 21: design −0.42, book only −0.19, whose
+        CI clears 0 but not the correction over 42 edges),
         because adjusting for the task and the other levers removes variance that the book-only fit leaves in
         the residual. The design fit is the one to trust for the reasons above; the price is wider CIs for edges
         whose treatment the raw levers largely determine (capacity is a function of width, depth, architecture
@@ -499,12 +525,15 @@ EDGES = [
     """),
     md("""
         Nine of the 42 edges differ between families (Q-test p < 0.05, before any correction over 42 tests).
-        The largest: sharpness → convergence is positive on generative, teacher, sequence and MNIST-1D runs but
-        negative on transfer and graph; generalization → deployment risk is negative on graph, teacher and
-        transfer (a more accurate model has a smaller worst-group gap) but positive on sequence; batch norm →
-        sharpness and → gradient stability change sign between families; inductive bias → variance is negative
-        on sequence and graph but positive on MNIST-1D; bias² → accuracy is negative everywhere but about five
-        times steeper on MNIST-1D than on graph. None has *significant opposite signs* in two families
+        From the smallest Q-test p: sharpness → convergence is positive on generative, teacher, sequence and
+        MNIST-1D runs, ≈ 0 on graph (+0.03 sd) and negative on transfer (−0.50 sd); batch norm → gradient
+        stability is negative on graph but positive on the other four supervised families; data quantity →
+        variance is negative on four families but positive on sequence; generalization → deployment risk is
+        negative on graph, teacher and transfer (a more accurate model has a smaller worst-group gap) but
+        positive on sequence; batch norm → sharpness also changes sign between families; inductive bias →
+        variance is negative on sequence and graph but positive on MNIST-1D; bias² → accuracy is negative
+        everywhere but about four times steeper on MNIST-1D than on graph; augmentation → variance and variance
+        → accuracy complete the nine. None has *significant opposite signs* in two families
         (`sign_differs` is False everywhere), so no pooled verdict hides a reversal; but a pooled estimate of a
         heterogeneous edge is an average over families, and with 67–93 runs per family, per-family estimates
         are the ones to quote.
@@ -530,12 +559,14 @@ EDGES = [
         edge2[["stratum", "estimate", "ci_low", "ci_high", "p_value", "n"]]
     """),
     md("""
-        Pooled over the supervised runs, edge 2 is positive (+0.13 decades of variance per decade of parameters,
-        CI clear of 0 before the correction, corrected p ≈ 0.10; the book-only fit calls it "supported"). Within
-        each family, though, the slope is small and every family's CI covers 0: no family carries the pooled
-        estimate on its own. The book's claim is about *under-parameterized* models (edge 3 flips it above the
-        interpolation threshold), and these runs mix both regimes and many other levers: `05_double_descent`
-        isolates capacity on a dedicated width sweep.
+        Pooled over the supervised runs, edge 2 is positive but weak: +0.09 decades of variance per decade of
+        parameters, with an uncorrected CI that only just clears 0 ([0.0001, 0.18]) and a corrected p of 1. The
+        book-only fit gives +0.13 (corrected p ≈ 0.08), inconclusive too. The previous regeneration had +0.13
+        under the design (corrected p ≈ 0.10) and "supported" on the book's graph alone: the pooled edge is
+        borderline, and its verdict moves with the draw. Within each family the slope is small and every
+        family's CI covers 0: no family carries the pooled estimate on its own. The book's claim is about
+        *under-parameterized* models (edge 3 flips it above the interpolation threshold), and these runs mix
+        both regimes and many other levers: `05_double_descent` isolates capacity on a dedicated width sweep.
 
         ## Known results
 
@@ -606,7 +637,7 @@ EDGES = [
         bias_gap
     """),
     md("""
-        The gain is clear on all three: about +22 accuracy points for the CNN on MNIST-1D, +17 for the
+        The gain is clear on all three: about +21 accuracy points for the CNN on MNIST-1D, +18 for the
         transformer on the sequence task, and +56 for the GNN on graphs (the MLP on a flattened graph reaches
         0.34). Edge 21 says where part of it comes from (a matched architecture lowers bias²);
         `03_mediation` decomposes it.
@@ -631,37 +662,62 @@ EDGES = [
     code("""
         v_design = effects.summary["verdict"].value_counts()
         v_book = effects_book.summary["verdict"].value_counts()
-        # design: 10 supported, one contradicted (edge 14); the book graph alone: 13 supported, none contradicted
+        # design: 10 supported, one contradicted (edge 18); the book graph alone: 12 supported, two contradicted (11 and 18)
         assert v_design.get("contradicts", 0) == 1 and v_design.get("supports", 0) == 10
-        assert v_book.get("contradicts", 0) == 0 and v_book.get("supports", 0) == 13
+        assert v_book.get("contradicts", 0) == 2 and v_book.get("supports", 0) == 12
+        assert sorted(effects_book.summary.loc[effects_book.summary["verdict"] == "contradicts", "number"]) == [11, 18]
         # the supported edges' sizes as stated
         size = {(t, o): effects.effect(t, o)["estimate"] for t, o in [
             ("bias_sq", "generalization"), ("data_quantity", "variance"), ("dropout", "variance"),
             ("early_stopping", "variance"), ("optimizer_adam", "implicit_reg"), ("inductive_bias", "bias_sq"),
-            ("capacity", "precision"), ("capacity", "density"), ("residual", "sharpness")]}
-        assert round(size[("bias_sq", "generalization")]) == -1 and round(size[("data_quantity", "variance")], 2) == -0.38
+            ("capacity", "precision"), ("capacity", "density"), ("residual", "sharpness"), ("implicit_reg", "variance")]}
+        assert round(size[("bias_sq", "generalization")]) == -1 and round(size[("data_quantity", "variance")], 2) == -0.45
         assert round(size[("dropout", "variance")], 1) == -1.5 and round(size[("early_stopping", "variance")], 1) == -0.2
-        assert round(size[("optimizer_adam", "implicit_reg")], 1) == 1.4 and round(size[("inductive_bias", "bias_sq")], 2) == -0.41
+        assert round(size[("optimizer_adam", "implicit_reg")], 1) == 1.4 and round(size[("inductive_bias", "bias_sq")], 2) == -0.42
         assert round(size[("capacity", "precision")], 2) == 0.11 and round(size[("capacity", "density")], 2) == 0.12
-        assert round(size[("residual", "sharpness")], 2) == 0.30 and effects.effect("residual", "sharpness")["verdict"] == "contradicts"
-        # eight near-misses before correction, three of them (edges 11, 13 and 18) against the book
-        assert len(near) == 8 and sorted(opposite["number"]) == [11, 13, 18]
+        # the one contradiction, edge 18: contradicts under the design, the book graph alone and within-family pooling;
+        # positive in every supervised family, significant in none on its own
+        e18, e18b = effects.effect("implicit_reg", "variance"), effects_book.effect("implicit_reg", "variance")
+        assert e18["verdict"] == "contradicts" and round(size[("implicit_reg", "variance")], 2) == 0.20
+        assert (round(e18["ci_low"], 2), round(e18["ci_high"], 2)) == (0.09, 0.31) and round(e18["p_adjusted"], 3) == 0.012
+        assert e18b["verdict"] == by_task.effect("implicit_reg", "variance")["verdict"] == "contradicts" and round(e18b["estimate"], 2) == 0.16
+        e18_strata = strata[(strata["treatment"] == "implicit_reg") & (strata["outcome"] == "variance")]
+        assert len(e18_strata) == 5 and (e18_strata["estimate"] > 0).all() and (e18_strata["verdict"] == "inconclusive").all()
+        # edge 14, the previous regeneration's contradiction: now inconclusive, its uncorrected CI clear of 0
+        e14 = effects.effect("residual", "sharpness")
+        assert e14["verdict"] == "inconclusive" and round(size[("residual", "sharpness")], 2) == 0.27
+        assert (round(e14["ci_low"], 2), round(e14["ci_high"], 2)) == (0.10, 0.45) and round(e14["p_adjusted"], 3) == 0.074
+        # seven near-misses before correction, three of them (edges 11, 13 and 14) against the book
+        assert len(near) == 7 and sorted(opposite["number"]) == [11, 13, 14]
         assert set(near["treatment"] + ">" + near["outcome"]) == {
             "capacity>variance", "residual>gradient_stability", "normalization_layer>gradient_stability",
-            "normalization_layer>sharpness", "convergence>generalization", "implicit_reg>variance",
-            "inductive_bias>variance", "capacity>coverage"}
+            "normalization_layer>sharpness", "residual>sharpness", "inductive_bias>variance", "capacity>coverage"}
+        # convergence -> accuracy, a near-miss in the previous regeneration: CI across 0 now
+        e16 = effects.effect("convergence", "generalization")
+        assert e16["verdict"] == "inconclusive" and e16["ci_low"] < 0 < e16["ci_high"] and round(e16["estimate"], 2) == 0.12
+        assert (round(e16["ci_low"], 2), round(e16["ci_high"], 2)) == (-0.02, 0.26)
+        # weight decay: large raw estimates, std_effect about 0
+        wd = s[s["treatment"] == "weight_decay"]
+        assert dict(zip(wd["outcome"], wd["estimate"].round())) == {"variance": -66, "bias_sq": 43}
+        assert (wd["std_effect"].abs() < 0.05).all()
         # the verdicts that change with the adjustment; normalization -> sharpness "supports" only on the book graph
         assert set(zip(changed["number"], changed["treatment"])) == {
-            (2, "capacity"), (13, "normalization_batch"), (13, "normalization_layer"), (14, "residual"),
-            (21, "inductive_bias"), (24, "capacity")}
+            (11, "residual"), (13, "normalization_batch"), (13, "normalization_layer"), (21, "inductive_bias"),
+            (24, "capacity")}
         bn_book, bn_design = effects_book.effect("normalization_batch", "sharpness"), effects.effect("normalization_batch", "sharpness")
         assert bn_book["verdict"] == "supports" and bn_book["ci_high"] < 0 and bn_design["ci_low"] < 0 < bn_design["ci_high"]
-        assert round(bn_book["estimate"], 2) == -0.94 and round(bn_design["estimate"], 2) == -0.02
+        assert round(bn_book["estimate"], 2) == -0.96 and round(bn_design["estimate"], 2) == -0.02
         ln_book, ln_design = effects_book.effect("normalization_layer", "sharpness"), effects.effect("normalization_layer", "sharpness")
-        assert ln_book["verdict"] == "supports" and round(ln_book["estimate"], 2) == -0.51
-        assert ln_design["verdict"] == "inconclusive" and ln_design["ci_low"] > 0 and round(ln_design["estimate"], 2) == 0.32
+        assert ln_book["verdict"] == "supports" and round(ln_book["estimate"], 2) == -0.59
+        assert ln_design["verdict"] == "inconclusive" and ln_design["ci_low"] > 0 and round(ln_design["estimate"], 2) == 0.26
+        cov_book, cov_design = effects_book.effect("capacity", "coverage"), effects.effect("capacity", "coverage")
+        assert cov_book["verdict"] == "supports" and round(cov_book["estimate"], 2) == 0.14
+        assert cov_design["verdict"] == "inconclusive" and round(cov_design["estimate"], 2) == 0.07 and round(cov_design["p_adjusted"], 2) == 0.24
         res_book = effects_book.effect("residual", "sharpness")
-        assert res_book["verdict"] == "inconclusive" and res_book["ci_low"] < 0 < res_book["ci_high"] and round(res_book["estimate"], 2) == 0.10
+        assert res_book["verdict"] == "inconclusive" and res_book["ci_low"] < 0 < res_book["ci_high"] and round(res_book["estimate"], 2) == 0.06
+        e11d, e11b = effects.effect("residual", "gradient_stability"), effects_book.effect("residual", "gradient_stability")
+        assert e11b["verdict"] == "contradicts" and round(e11b["estimate"], 2) == -0.11 and round(e11b["p_adjusted"], 3) == 0.049
+        assert e11d["verdict"] == "inconclusive" and round(e11d["estimate"], 2) == -0.09
         e21d, e21b = effects.effect("inductive_bias", "bias_sq"), effects_book.effect("inductive_bias", "bias_sq")
         assert e21d["ci_high"] < 0 and e21b["estimate"] < 0 and e21d["estimate"] < e21b["estimate"]
         assert e21b["verdict"] == "inconclusive" and e21b["ci_high"] < 0 and round(e21b["estimate"], 2) == -0.19
@@ -672,21 +728,36 @@ EDGES = [
         assert set(coverage.index) == {"teacher", "mnist1d", "sequence", "graph", "transfer", "generative"}
         assert coverage.loc["generative", "edges fitted"] == 10 < coverage.loc["mnist1d", "edges fitted"]
         assert (het["q_p"] < 0.05).sum() == 9 and not het["sign_differs"].any()
-        top, second = het.iloc[0], het.iloc[1]
-        assert (top["treatment"], top["outcome"]) == ("sharpness", "convergence")
-        assert (top[[f"std_effect[{t}]" for t in ["generative", "teacher", "sequence", "mnist1d"]]] > 0).all()
-        assert (top[[f"std_effect[{t}]" for t in ["transfer", "graph"]]] < 0).all()
-        assert (second["treatment"], second["outcome"]) == ("generalization", "deployment_risk")
-        assert max(second[[f"std_effect[{t}]" for t in ["graph", "teacher", "transfer"]]]) < 0 < second["std_effect[sequence]"]
-        b2 = het.set_index(["treatment", "outcome"]).loc[("bias_sq", "generalization")]
-        b2 = b2[[f"std_effect[{t}]" for t in SUPERVISED]].astype(float)
+        differ = het[het["q_p"] < 0.05]
+        assert list(differ["treatment"] + ">" + differ["outcome"]) == [
+            "sharpness>convergence", "normalization_batch>gradient_stability", "data_quantity>variance",
+            "generalization>deployment_risk", "normalization_batch>sharpness", "inductive_bias>variance",
+            "bias_sq>generalization", "augmentation>variance", "variance>generalization"]
+        het_by_edge = het.set_index(["treatment", "outcome"])
+
+        def fam(edge, tasks):
+            return het_by_edge.loc[edge, [f"std_effect[{t}]" for t in tasks]].astype(float)
+
+        top = fam(("sharpness", "convergence"), ["generative", "teacher", "sequence", "mnist1d", "graph", "transfer"])
+        assert (top.iloc[:4] > 0).all() and round(top["std_effect[graph]"], 2) == 0.03 and round(top["std_effect[transfer]"], 2) == -0.50
+        assert fam(("normalization_batch", "gradient_stability"), ["graph"]).iloc[0] < 0 < fam(
+            ("normalization_batch", "gradient_stability"), ["teacher", "mnist1d", "sequence", "transfer"]).min()
+        assert fam(("data_quantity", "variance"), ["teacher", "mnist1d", "graph", "transfer"]).max() < 0 < fam(
+            ("data_quantity", "variance"), ["sequence"]).iloc[0]
+        assert fam(("generalization", "deployment_risk"), ["graph", "teacher", "transfer"]).max() < 0 < fam(
+            ("generalization", "deployment_risk"), ["sequence"]).iloc[0]
+        assert fam(("normalization_batch", "sharpness"), SUPERVISED).min() < 0 < fam(("normalization_batch", "sharpness"), SUPERVISED).max()
+        assert fam(("inductive_bias", "variance"), ["sequence", "graph"]).max() < 0 < fam(("inductive_bias", "variance"), ["mnist1d"]).iloc[0]
+        b2 = fam(("bias_sq", "generalization"), SUPERVISED)
         assert (b2 < 0).all() and b2.idxmin() == "std_effect[mnist1d]" and b2.idxmax() == "std_effect[graph]"
-        assert round(b2.min() / b2.max()) == 5
+        assert round(b2.min() / b2.max()) == 4
         assert runs.groupby("task").size().between(67, 93).all()
-        # edge 2: pooled + with an uncorrected CI clear of 0; inconclusive in every family
+        # edge 2: pooled + with an uncorrected CI just clear of 0; inconclusive on the book graph too and in every family
         e2d, e2b = effects.effect("capacity", "variance"), effects_book.effect("capacity", "variance")
-        assert e2d["verdict"] == "inconclusive" and e2d["ci_low"] > 0 and e2b["verdict"] == "supports"
-        assert round(e2d["estimate"], 2) == 0.13 and round(e2d["p_adjusted"], 2) == 0.10
+        assert e2d["verdict"] == "inconclusive" and e2d["ci_low"] > 0 and e2b["verdict"] == "inconclusive"
+        assert round(e2d["estimate"], 2) == 0.09 and round(e2d["p_adjusted"], 2) == 1.0
+        assert (round(e2d["ci_low"], 4), round(e2d["ci_high"], 2)) == (0.0001, 0.18)
+        assert round(e2b["estimate"], 2) == 0.13 and round(e2b["p_adjusted"], 2) == 0.08
         assert len(edge2) == 5 and ((edge2["ci_low"] < 0) & (edge2["ci_high"] > 0)).all()
         # He init: the bin around init_scale = 1 is best at every depth; + in every supervised family's plain runs,
         # clear of 0 pooled over them; ≈ 0 with normalization or residual connections
@@ -700,7 +771,7 @@ EDGES = [
         # the inductive bias is real: the matched architecture beats the MLP on mnist1d, sequence and graph
         assert list(bias_gap["matched"]) == ["cnn", "transformer", "gnn"] and (bias_gap["ci_low"] > 0).all()
         assert bias_gap.loc["graph", "gain"] > bias_gap.loc["mnist1d", "gain"] > bias_gap.loc["sequence", "gain"] > 0.1
-        assert [round(100 * bias_gap.loc[t, "gain"]) for t in ["mnist1d", "sequence", "graph"]] == [22, 17, 56]
+        assert [round(100 * bias_gap.loc[t, "gain"]) for t in ["mnist1d", "sequence", "graph"]] == [21, 18, 56]
         assert round(bias_gap.loc["graph", "mlp accuracy"], 2) == 0.34
         # the sign gate passes against the shipped baseline, every significant edge stable
         # (significant: the 10 supported edges and the contradicted one)
@@ -728,9 +799,9 @@ MEDIATION = [
         randomized columns (randomization makes this the total effect), pooled over families and within each
         task/problem family that has at least 30 runs with the outcome and at least 3 runs per regressor, with
         bootstrap CIs (Holm-corrected within each family) and a sentence in plain units. The teacher and
-        transfer families have 31–41 runs each for 21–24 regressors, so they appear pooled only (`totals.skipped`
+        transfer families have 30–41 runs each for 20–24 regressors, so they appear pooled only (`totals.skipped`
         says why, effect by effect): fitted alone, a few near-singular bootstrap resamples set their intervals
-        (±0.9 to ±39 units of accuracy or R² for the learning rate).
+        (with 500 resamples, ±0.6 to ±230 units of accuracy or R² for the learning rate).
     """),
     code("""
         from causal.schema import COLUMNS
@@ -753,7 +824,7 @@ MEDIATION = [
     md("""
         The strongest total effect is the book's inductive bias: a matched architecture raises accuracy by about
         1.2 within-family sd, pooled over MNIST-1D, sequence and graph, and lowers bias². More training data
-        raises accuracy strongly too (+0.8 sd per decade), and dropout and early stopping lower variance.
+        raises accuracy strongly too (+0.7 sd per decade), and dropout and early stopping lower variance.
         Several strong ones are effects the book's graph does not draw: a matched loss and the learning rate
         move **implicit regularization** and **sharpness** (`04_graph_tests` lists the ones missing from the
         graph), and label noise raises bias².
@@ -840,8 +911,8 @@ MEDIATION = [
         one.edges[["treatment", "outcome", "estimate", "ci_low", "ci_high", "p_value"]]
     """),
     md("""
-        A matched architecture lowers bias² (about −0.44 decades) and bias² lowers accuracy (about −1 within-family
-        sd per decade), so the path through bias² *gains* accuracy: about +0.46 sd. That is roughly two fifths of
+        A matched architecture lowers bias² (about −0.45 decades) and bias² lowers accuracy (about −1 within-family
+        sd per decade), so the path through bias² *gains* accuracy: about +0.47 sd. That is roughly two fifths of
         the architecture's **total** effect (+1.2 sd). The book's other path, through variance, adds nothing
         (`book_paths` ≈ the bias² path alone), and the **unexplained** part (total − the sum over the book's
         paths, about +0.72 sd) is significantly positive: most of what a CNN, transformer or GNN buys runs
@@ -855,7 +926,7 @@ MEDIATION = [
         assert len(agree) >= 10
         assert np.allclose(agree["total"], agree["estimate"], rtol=1e-9, atol=1e-12)
         assert np.allclose(agree["total_ci_low"], agree["ci_low"], rtol=1e-9, atol=1e-12)
-        # families: pooled and those with >= 3 runs per regressor; teacher and transfer (31-41 runs, 21-24
+        # families: pooled and those with >= 3 runs per regressor; teacher and transfer (30-41 runs, 20-24
         # regressors) are skipped with the reason
         assert set(totals.summary["family"]) == {
             "pooled", "mnist1d/classification", "sequence/classification", "graph/classification",
@@ -863,13 +934,15 @@ MEDIATION = [
         few = totals.skipped[totals.skipped["reason"].str.contains("per regressor")]
         assert {"teacher/classification", "teacher/regression", "transfer/classification",
                 "transfer/regression"} <= set(few["family"])
+        few_n = few["reason"].str.extract(r"^([0-9]+) rows for ([0-9]+) regressors").astype(int)
+        assert (few_n[0].min(), few_n[0].max(), few_n[1].min(), few_n[1].max()) == (30, 41, 20, 24)
         assert "convergence" in outcomes and totals.summary["plain"].notna().all()
         # the strongest pooled total: a matched architecture raises accuracy; more data too; dropout lowers variance
         assert strongest.iloc[0]["lever"] == "inductive_bias" and strongest.iloc[0]["outcome"] in ("generalization", "test_error")
         ib_pooled = totals.effect("inductive_bias", "generalization")
         assert ib_pooled["ci_low"] > 0.5 and ib_pooled["p_adjusted"] < 1e-6 and round(ib_pooled["estimate"], 1) == 1.2
         dq = totals.effect("data_quantity", "generalization")
-        assert dq["ci_low"] > 0 and round(dq["estimate"], 1) == 0.8
+        assert dq["ci_low"] > 0 and round(dq["estimate"], 1) == 0.7
         assert totals.effect("early_stopping", "variance")["ci_high"] < 0
         assert totals.effect("dropout", "variance")["ci_high"] < 0
         assert totals.effect("log_lr", "implicit_reg")["ci_low"] > 0
@@ -886,15 +959,15 @@ MEDIATION = [
         # exactly one path survives the correction over paths
         sig = set(table.loc[table["p_adjusted"] < 0.05, "path"])
         assert sig == {"inductive_bias -> bias_sq -> generalization"}, sig
-        # the path in detail: + through bias², a third of a significant total, the rest unexplained by the book
+        # the path in detail: + through bias², two fifths of a significant total, the rest unexplained by the book
         s = one.summary.set_index("effect")
         assert s.loc["path_specific", "ci_low"] > 0 and s.loc["total", "ci_low"] > 0 and s.loc["unexplained", "ci_low"] > 0
         assert 0.35 < s.loc["path_specific", "estimate"] / s.loc["total", "estimate"] < 0.45  # two fifths
-        assert round(s.loc["path_specific", "estimate"], 2) == 0.46 and round(s.loc["unexplained", "estimate"], 2) == 0.72
+        assert round(s.loc["path_specific", "estimate"], 2) == 0.47 and round(s.loc["unexplained", "estimate"], 2) == 0.72
         assert abs(s.loc["book_paths", "estimate"] - s.loc["path_specific", "estimate"]) < 0.1
         e = one.edges.set_index("treatment")
         assert e.loc["inductive_bias", "ci_high"] < 0 and e.loc["bias_sq", "ci_high"] < 0
-        assert round(e.loc["inductive_bias", "estimate"], 2) == -0.44 and round(e.loc["bias_sq", "estimate"]) == -1
+        assert round(e.loc["inductive_bias", "estimate"], 2) == -0.45 and round(e.loc["bias_sq", "estimate"]) == -1
     """),
 ]
 
@@ -946,30 +1019,38 @@ GRAPH_TESTS = [
         the graph (all randomized levers, under the design), `x` and `y` are still correlated, so the graph
         lacks an arrow between them or a common cause of both. Each one reads as a specific gap:
 
-        Twelve of the seventeen are on the 79 generative runs, five on the supervised ones.
+        Thirteen of the nineteen are on the 79 generative runs, six on the supervised ones.
 
         - **the sample-quality columns among themselves** (four violations): precision, coverage and density
           are nearly the same measurement (partial correlations 0.91–0.99; all count generated samples inside
-          the real data's k-NN balls), and coverage also tracks recall (≈ +0.49). The book draws them as
+          the real data's k-NN balls), and coverage also tracks recall (≈ +0.47). The book draws them as
           separate effects of capacity only. This is about how the concept is measured, not a missing mechanism.
-        - **sample quality and the generative runs' mediators** (eight violations): precision, coverage and
-          density rise with `convergence` (partial correlations 0.87–0.91) and with `gradient_stability`
-          (0.61–0.65), and recall falls with `convergence` (≈ −0.69) and `sharpness` (≈ −0.55). A generative
-          model that fitted its training density better puts its samples on the ring more precisely; the book
-          draws no arrow from training convergence to sample quality. (GANs have no `convergence` or `sharpness`
-          and flows no `gradient_stability`, so these tests use 58–60 runs.)
-        - **implicit_reg and sharpness** (≈ +0.37): the minibatch-gradient measure of implicit regularization
-          tracks the end-of-training sharpness beyond what the levers explain; both come from the same training
-          trajectory (a run that ends in a sharper region also has larger minibatch gradients).
-        - **convergence and bias²** (≈ −0.35), and **gradient stability and bias²** (≈ −0.19): runs that fit
+        - **sample quality and the generative runs' mediators** (nine violations): precision, coverage and
+          density rise with `convergence` (partial correlations 0.85–0.89) and with `gradient_stability`
+          (0.61–0.64), and recall falls with `sharpness` (≈ −0.66), `convergence` (≈ −0.59) and `implicit_reg`
+          (≈ −0.54). A generative model that fitted its training density better puts its samples on the ring
+          more precisely; the book draws no arrow from training convergence to sample quality. (GANs have no
+          `convergence`, `sharpness` or `implicit_reg` and flows no `gradient_stability`, so these tests use
+          58–60 runs.)
+        - **implicit_reg and sharpness** (≈ +0.27), and **implicit_reg and convergence** (≈ −0.16): the
+          minibatch-gradient measure of implicit regularization tracks the end-of-training sharpness, and runs
+          with larger minibatch gradients fit their training sets less well, beyond what the levers explain; all
+          three come from the same training trajectory (a run that ends in a sharper, less converged region also
+          has larger minibatch gradients).
+        - **convergence and bias²** (≈ −0.35), and **gradient stability and bias²** (≈ −0.17): runs that fit
           their training sets better, or whose gradients were better balanced at init, have lower bias². The book
           draws bias² as an effect of capacity, regularization and the architecture only; the graph is missing an
           arrow from optimization (gradient stability → convergence → bias², or a shared "how well did
           optimization go" cause).
         - **variance and sharpness** (≈ +0.21): sharper runs have replicas that disagree more; the book draws
           sharpness into generalization only, not into variance.
-        - **deployment_risk and variance** given generalization (≈ +0.21): the worst-group gap is not a function
+        - **deployment_risk and variance** given generalization (≈ +0.20): the worst-group gap is not a function
           of in-distribution accuracy alone; runs whose replicas disagree more also fail the minority group more.
+
+        Three of the nineteen are borderline (Holm-corrected p 0.03–0.04): gradient stability–bias²,
+        implicit_reg–convergence and implicit_reg–recall. The last two were not rejected on the previous draw
+        of this sweep (17 of 58 violations then), so treat them as weaker evidence than the rest (all with
+        corrected p < 0.02).
 
         A violation is evidence against the graph as drawn, not against any single edge estimate; it is
         strongest for mediator–mediator (and outcome–outcome) pairs, which the book leaves unlinked. The
@@ -1003,14 +1084,16 @@ GRAPH_TESTS = [
         tests.missing_edges[["source", "target", "method", "estimate", "std_effect", "p_adjusted"]]
     """),
     md("""
-        Ten effects the book lacks are reported. The largest is the generative family's `loss_matched` →
+        Nine effects the book lacks are reported. The largest is the generative family's `loss_matched` →
         recall (and → coverage), which on generative runs is *GAN vs the likelihood models* (`03_mediation`):
         the GAN covers less of the ring, a known failure (mode collapse) that the book discusses for GANs but its
         graph does not connect to sample quality. More training data improves accuracy directly, beyond its book
-        path through variance (the largest supervised one, ≈ +0.47 sd per sd). A larger learning rate, Adam and
-        momentum all *lower* sharpness (flatter minima, ≈ −0.36, −0.35 and −0.13 sd), the book's
-        implicit-regularization story, but its graph has no arrow from the optimizer to sharpness. Label noise
-        slows convergence and raises bias²; residual connections *raise* variance; dropout slows convergence.
+        path through variance (the largest supervised one, ≈ +0.51 sd per sd). A larger learning rate, Adam and
+        momentum all *lower* sharpness (flatter minima, ≈ −0.37, −0.37 and −0.13 sd; momentum only just passes,
+        corrected p ≈ 0.05), the book's implicit-regularization story, but its graph has no arrow from the
+        optimizer to sharpness. Label noise slows convergence and raises bias²; residual connections *raise*
+        variance. Dropout still slows convergence in the estimate (≈ −0.17 sd) but no longer survives the
+        correction (corrected p ≈ 0.10), so it is not reported on this draw of the sweep.
         These are candidates for the findings; each is a total or direct effect on one sweep, to be re-checked
         on the next.
 
@@ -1019,50 +1102,59 @@ GRAPH_TESTS = [
     code("""
         # the randomization holds: no lever-vs-lever check rejected
         assert len(rand) > 100 and int(rand["violated"].sum()) == 0
-        # the graph is falsified: 17 of 58 implications violated, the pairs stated above
-        assert len(tests.summary) == 58 and len(tests.violations) == 17 and not tests.passed
+        # the graph is falsified: 19 of 58 implications violated, the pairs stated above
+        assert len(tests.summary) == 58 and len(tests.violations) == 19 and not tests.passed
         pairs = {frozenset((x, y)): r for x, y, r in tests.violations[["x", "y", "partial_corr"]].itertuples(index=False)}
         r = lambda a, b: pairs[frozenset((a, b))]
         QUALITY = {"precision", "recall", "coverage", "density"}
         among = {p: v for p, v in pairs.items() if p <= QUALITY}
         with_mediators = {p: v for p, v in pairs.items() if len(p & QUALITY) == 1}
         supervised = {p: v for p, v in pairs.items() if not p & QUALITY}
-        assert len(among) == 4 and len(with_mediators) == 8 and len(supervised) == 5
+        assert len(among) == 4 and len(with_mediators) == 9 and len(supervised) == 6
         assert set(among) == {frozenset(p) for p in [("coverage", "precision"), ("density", "precision"),
                                                      ("density", "coverage"), ("coverage", "recall")]}
         assert min(r("coverage", "precision"), r("density", "precision"), r("density", "coverage")) > 0.9
-        assert round(r("coverage", "recall"), 2) == 0.49
+        assert round(r("coverage", "recall"), 2) == 0.47
         assert set(with_mediators) == {frozenset((q, m)) for q in ["precision", "coverage", "density"]
                                        for m in ["convergence", "gradient_stability"]} | {
-            frozenset(("recall", "convergence")), frozenset(("recall", "sharpness"))}
-        assert min(r(q, "convergence") for q in ["precision", "coverage", "density"]) > 0.85
-        assert all(0.6 < r(q, "gradient_stability") < 0.66 for q in ["precision", "coverage", "density"])
-        assert round(r("recall", "convergence"), 2) == -0.69 and round(r("recall", "sharpness"), 2) == -0.55
+            frozenset(("recall", "convergence")), frozenset(("recall", "sharpness")), frozenset(("recall", "implicit_reg"))}
+        assert all(0.84 < r(q, "convergence") < 0.89 for q in ["precision", "coverage", "density"])
+        assert all(0.6 < r(q, "gradient_stability") < 0.65 for q in ["precision", "coverage", "density"])
+        assert round(r("recall", "sharpness"), 2) == -0.66 and round(r("recall", "convergence"), 2) == -0.59
+        assert round(r("recall", "implicit_reg"), 2) == -0.54
         gen_tests = tests.violations[tests.violations[["x", "y"]].isin(QUALITY).any(axis=1)]
-        assert gen_tests.loc[gen_tests[["x", "y"]].isin(["convergence", "sharpness", "gradient_stability"]).any(axis=1), "n"].between(58, 60).all()
+        assert gen_tests.loc[gen_tests[["x", "y"]].isin(["convergence", "sharpness", "gradient_stability", "implicit_reg"]).any(axis=1), "n"].between(58, 60).all()
         assert set(supervised) == {frozenset(p) for p in [("implicit_reg", "sharpness"), ("convergence", "bias_sq"),
                                                           ("gradient_stability", "bias_sq"), ("variance", "sharpness"),
-                                                          ("deployment_risk", "variance")]}
-        assert round(r("implicit_reg", "sharpness"), 2) == 0.37 and round(r("convergence", "bias_sq"), 2) == -0.35
-        assert round(r("gradient_stability", "bias_sq"), 2) == -0.19 and round(r("variance", "sharpness"), 2) == 0.21
-        assert round(r("deployment_risk", "variance"), 2) == 0.21
+                                                          ("deployment_risk", "variance"), ("convergence", "implicit_reg")]}
+        assert round(r("implicit_reg", "sharpness"), 2) == 0.27 and round(r("convergence", "bias_sq"), 2) == -0.35
+        assert round(r("gradient_stability", "bias_sq"), 2) == -0.17 and round(r("variance", "sharpness"), 2) == 0.21
+        assert round(r("deployment_risk", "variance"), 2) == 0.20 and round(r("convergence", "implicit_reg"), 2) == -0.16
+        # three borderline violations (corrected p 0.03-0.04); every other one has corrected p < 0.02
+        padj = {frozenset((x, y)): p for x, y, p in tests.violations[["x", "y", "p_adjusted"]].itertuples(index=False)}
+        assert {p for p, v in padj.items() if v >= 0.02} == {frozenset(p) for p in [
+            ("gradient_stability", "bias_sq"), ("convergence", "implicit_reg"), ("recall", "implicit_reg")]}
+        assert all(0.03 <= v < 0.04 for v in padj.values() if v >= 0.02)
         # the book graph alone claims more independences and is violated more often
         assert len(tests_book.summary) > len(tests.summary) and len(tests_book.violations) > len(tests.violations)
-        # missing edges: ten reported; the largest is the GAN contrast on recall; data quantity -> accuracy the largest supervised one
+        # missing edges: nine reported; the largest is the GAN contrast on recall; data quantity -> accuracy the largest supervised one
         me = tests.missing_edges
-        assert len(me) == 10 and (me.iloc[0]["source"], me.iloc[0]["target"]) == ("loss_matched", "recall")
+        assert len(me) == 9 and (me.iloc[0]["source"], me.iloc[0]["target"]) == ("loss_matched", "recall")
         sup_me = me[~me["target"].isin(["precision", "recall", "coverage", "density", "mode_coverage", "sample_loglik"])]
         assert (sup_me.iloc[0]["source"], sup_me.iloc[0]["target"]) == ("data_quantity", "generalization")
-        assert round(sup_me.iloc[0]["std_effect"], 2) == 0.47
+        assert round(sup_me.iloc[0]["std_effect"], 2) == 0.51
         found = set(zip(me["source"], me["target"]))
         assert found == {("loss_matched", "recall"), ("loss_matched", "coverage"), ("data_quantity", "generalization"),
                          ("log_lr", "sharpness"), ("optimizer_adam", "sharpness"), ("optimizer_momentum", "sharpness"),
-                         ("data_noise", "convergence"), ("data_noise", "bias_sq"), ("residual", "variance"),
-                         ("dropout", "convergence")}, found
+                         ("data_noise", "convergence"), ("data_noise", "bias_sq"), ("residual", "variance")}, found
         std = me.set_index(["source", "target"])["std_effect"]
-        assert [round(std[(x, "sharpness")], 2) for x in ["log_lr", "optimizer_adam", "optimizer_momentum"]] == [-0.36, -0.35, -0.13]
+        assert [round(std[(x, "sharpness")], 2) for x in ["log_lr", "optimizer_adam", "optimizer_momentum"]] == [-0.37, -0.37, -0.13]
         assert std[("data_noise", "convergence")] < 0 < std[("data_noise", "bias_sq")]
-        assert std[("residual", "variance")] > 0 and std[("dropout", "convergence")] < 0
+        assert 0.04 < me.set_index(["source", "target"]).loc[("optimizer_momentum", "sharpness"), "p_adjusted"] < 0.05
+        assert std[("residual", "variance")] > 0
+        # dropout -> convergence: still negative in the estimate, but no longer passes the correction
+        drop = tests.edge_search.set_index(["source", "target"]).loc[("dropout", "convergence")]
+        assert round(drop["std_effect"], 2) == -0.17 and 0.05 < drop["p_adjusted"] < 0.15
     """),
 ]
 
@@ -1246,7 +1338,7 @@ DOUBLE_DESCENT = [
         ref_effects.moderation[["regime", "estimate", "ci_low", "ci_high", "p_adjusted", "n", "verdict"]]
     """),
     md("""
-        On the reference (480 runs of six families, 67 of them MNIST-1D; edge 2 uses the 374 supervised runs that
+        On the reference (480 runs of six families, 67 of them MNIST-1D; edge 2 uses the 375 supervised runs that
         trained and carry the edge's columns), edge 2 is inconclusive in both regimes (if anything positive
         above the nominal threshold, where the book expects −) and the interaction's CI covers 0: capacity's
         effect on variance is small next to everything else that varies, and the nominal regime split does not
@@ -1280,7 +1372,7 @@ DOUBLE_DESCENT = [
         ref_mod = ref_effects.moderation.set_index("regime")
         assert (ref_mod.loc[["under", "over"], "verdict"] == "inconclusive").all()
         assert ref_mod.loc["interaction", "ci_low"] < 0 < ref_mod.loc["interaction", "ci_high"]
-        assert ref_mod.loc["over", "estimate"] > 0 and ref_mod.loc["interaction", "n"] == 374  # "if anything positive above"
+        assert ref_mod.loc["over", "estimate"] > 0 and ref_mod.loc["interaction", "n"] == 375  # "if anything positive above"
         assert len(reference) == 480 and len(ref_mnist) == 67
         assert len(ref_varied) >= 10 and len(ref_mnist) < len(reference) / 4
     """),

@@ -108,11 +108,18 @@ def test_transfer_runs_rarely_diverge_and_not_by_treatment(runs):
 
 
 def test_transformers_learn_the_sequence_task(ok):
-    """Space 2-all's sequence sizes (2,048-4,000 sequences; chance 0.25): the median transformer is at 0.50 (0.39 in
-    space 1-all, whose 1,024-sequence runs mostly stayed at chance)."""
-    tr = ok[(ok["task"] == "sequence") & (ok["arch"] == "transformer")]
-    assert tr["generalization"].median() > 0.45, tr["generalization"].describe()
-    assert (tr["generalization"] > 0.35).mean() > 0.6, tr["generalization"].describe()
+    """Space 2-all's sequence sizes (2,048-4,000 sequences; chance 0.25): two thirds of the transformers learn.
+
+    Accuracy is bimodal (runs that learn reach 0.8-1.0, the rest stay near chance), so the median sits in the
+    gap and moves with the draw (0.50 and 0.43 on two regenerations of the same plan, 37 runs); the mean
+    (0.58 on both) and the share above 0.35 (0.65, 0.68) do not. Space 1-all's 1,024-sequence runs mostly
+    stayed at chance (median 0.39).
+    """
+    seq = ok[ok["task"] == "sequence"]
+    tr = seq[seq["arch"] == "transformer"]["generalization"]
+    assert tr.mean() > 0.5, tr.describe()
+    assert (tr > 0.35).mean() > 0.6, tr.describe()
+    assert tr.mean() > seq[seq["arch"] == "mlp"]["generalization"].mean() + 0.1  # 0.58 vs 0.41
 
 
 def test_no_placeholder_or_cap_values(runs):
