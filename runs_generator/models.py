@@ -376,6 +376,9 @@ class StackedArch:
     #: True: models of different widths may be stacked padded to the widest (:func:`padded_spec`); the
     #: architecture's :meth:`factored_shape` then names the width axes of every parameter
     pads_width: bool = False
+    #: True: :meth:`linear` takes ``bias=False`` and :meth:`bias_term` gives the bias, so that without
+    #: normalization the CPU forward adds the bias and applies the ReLU in one pass (:func:`hidden_features`)
+    fuses_bias_relu: bool = False
 
     # --- parameters (every architecture) ----------------------------------------
     def param_shapes(self, spec: ArchSpec) -> dict[str, tuple[int, ...]]:
@@ -458,11 +461,12 @@ class StackedArch:
 
     def linear(self, spec: ArchSpec, params: dict[str, torch.Tensor], i: int, inp: torch.Tensor,
                bias: bool = True) -> torch.Tensor:
-        """Hidden layer ``i``'s affine map (no bias before batch norm; none with ``bias=False``)."""
+        """Hidden layer ``i``'s affine map (no bias before batch norm; none with ``bias=False``, which only
+        architectures with :attr:`fuses_bias_relu` are asked for)."""
         raise NotImplementedError
 
     def bias_term(self, params: dict[str, torch.Tensor], i: int) -> torch.Tensor:
-        """Layer ``i``'s bias, broadcastable against its pre-activation."""
+        """Layer ``i``'s bias, broadcastable against its pre-activation (:attr:`fuses_bias_relu`)."""
         raise NotImplementedError
 
     def weight_grad(self, inp: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
@@ -515,6 +519,7 @@ class _MLP(StackedArch):
     name = "mlp"
     channels_first = False
     pads_width = True
+    fuses_bias_relu = True
 
     def length(self, spec: ArchSpec) -> int:
         return 1
@@ -559,6 +564,7 @@ class _CNN1D(StackedArch):
     name = "cnn"
     channels_first = True
     pads_width = True
+    fuses_bias_relu = True
 
     def factored_shape(self, spec: ArchSpec, name: str) -> tuple[int, ...]:
         """Hidden conv weights (C_in, k, C_out) (row ``c_in*k + tap``); the head (L', C, outputs), position-major."""
@@ -822,7 +828,7 @@ def hidden_features(
     inplace = not torch.is_grad_enabled() and preacts is None  # preacts keep z
     # without normalization on a CPU: the bias add and the ReLU in one pass (aten::_add_relu_, a CPU kernel),
     # bit-identical to baddbmm then relu_ (the GEMM's beta=1 adds the bias after the product, as add_ does)
-    add_relu = inplace and norm == "none" and h.device.type == "cpu"
+    add_relu = arch.fuses_bias_relu and inplace and norm == "none" and h.device.type == "cpu"
     n = m = None
     if norm == "batch" and mode != "eval":  # real rows per model, shared by every layer's batch statistics
         n, m = _row_stats(arch, h, rowmask)
