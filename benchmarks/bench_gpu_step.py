@@ -9,7 +9,8 @@ For each chunk shape (MLP, depth 3, layer norm, Adam, ``--batch``; R models = R/
 trains the chunk for ``--short`` and ``--long`` steps and reports (time(long) - time(short)) /
 (long - short): the cost of a step with set-up and measurements taken out. ``graph`` replays the
 captured step (``runs_generator._trainer.CUDA_GRAPHS``), ``eager`` launches its kernels one by one, and
-``K streams`` trains K such chunks interleaved (``train_runs(concurrent=K)``) and reports the time per
+``--graph-steps`` sets how many steps one
+replayed graph holds (``_trainer.GRAPH_STEPS``), and ``K streams`` trains K such chunks interleaved (``train_runs(concurrent=K)``) and reports the time per
 chunk-step (so K-fold concurrency that costs nothing shows as 1/K of the graph row). With the GFLOP/s of
 the chunk's training matmuls at that step time, these are the launch cost and the throughput that
 ``benchmarks/plan_cost.py``'s counts turn into a sweep's time.
@@ -39,15 +40,18 @@ def _time(cfgs, data, device, concurrent: int) -> float:
     return time.perf_counter() - t
 
 
-def step_ms(models: int, width: int, batch: int, device, graphs: bool, concurrent: int, short: int, long: int):
+def step_ms(models: int, width: int, batch: int, device, graphs: bool, concurrent: int, short: int, long: int,
+            graph_steps: int = 1, repeats: int = 3):
     runs = max(1, models // 4) * concurrent
     base = [toy_config(run_index=i, seed=50 + i, width=width, depth=3, normalization="layer", optimizer="adam",
                        lr=1e-3, batch_size=batch, n_train=max(4 * batch, 256), replicas=4) for i in range(runs)]
     data = [toy_data(c, n_in=20, n_outputs=10) for c in base]
-    _trainer.CUDA_GRAPHS = graphs
+    _trainer.CUDA_GRAPHS, _trainer.GRAPH_STEPS = graphs, graph_steps
     _time([replace(c, steps=short) for c in base[:concurrent]], data[:concurrent], device, 1)  # warm-up
-    t_short = _time([replace(c, steps=short) for c in base], data, device, concurrent)
-    t_long = _time([replace(c, steps=long) for c in base], data, device, concurrent)
+    # the least of a few timings each: with several chunks the set-up and measurements vary by more than
+    # the steps cost (the first GPU session's 16-stream rows came out negative from single timings)
+    t_short = min(_time([replace(c, steps=short) for c in base], data, device, concurrent) for _ in range(repeats))
+    t_long = min(_time([replace(c, steps=long) for c in base], data, device, concurrent) for _ in range(repeats))
     per_step = (t_long - t_short) / (long - short) / concurrent
     macs = batch * (20 * width + 2 * width * width + width * 10) * 4 * max(1, models // 4)
     return per_step * 1e3, 6 * macs / per_step / 1e9
@@ -60,7 +64,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--streams", default="8", help="K for the interleaved rows (comma-separated)")
     p.add_argument("--short", type=int, default=50)
-    p.add_argument("--long", type=int, default=250)
+    p.add_argument("--long", type=int, default=450)
+    p.add_argument("--repeats", type=int, default=3, help="timings of each length; the least is used")
+    p.add_argument("--graph-steps", default="1,8",
+                   help="steps per replayed graph for the graph rows (comma-separated; _trainer.GRAPH_STEPS)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
@@ -72,12 +79,14 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     for models in [int(v) for v in args.models.split(",")]:
         for width in [int(v) for v in args.widths.split(",")]:
-            variants = [("eager", False, 1)]
+            variants = [("eager", False, 1, 1)]
             if device.type == "cuda":
-                variants += [("graph", True, 1)] + [(f"graph, {k} streams", True, k)
-                                                      for k in (int(v) for v in args.streams.split(","))]
-            for label, graphs, k in variants:
-                ms, gflops = step_ms(models, width, args.batch, device, graphs, k, args.short, args.long)
+                for u in (int(v) for v in args.graph_steps.split(",")):
+                    variants += [(f"graph of {u} step(s)", True, 1, u)] + [
+                        (f"graph of {u} step(s), {k} streams", True, k, u) for k in (int(v) for v in args.streams.split(","))]
+            for label, graphs, k, u in variants:
+                ms, gflops = step_ms(models, width, args.batch, device, graphs, k, args.short, args.long, u,
+                                     args.repeats)
                 print(f"| {models} | {width} | {label} | {ms:.3f} | {gflops:.0f} |", flush=True)
     return 0
 

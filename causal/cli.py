@@ -52,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UdlError as exc:
         print(f"udl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`udl status DIR | head -1`): stop quietly, as Unix tools do
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's final flush of stdout does not raise again
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 
 if __name__ == "__main__":  # pragma: no cover

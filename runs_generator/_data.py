@@ -102,3 +102,22 @@ def per_example_loss(
 ) -> torch.Tensor:
     """Loss of every example (R, N) for loss code ``kind`` (:func:`runs_generator.losses.per_example`)."""
     return per_example(_LOSS_NAMES[kind], out, y, classification=classification, label_smoothing=label_smoothing)
+
+
+def env_int(name: str, default: int, low: int = 1) -> int:
+    """The integer setting ``name`` from the environment (``default`` when unset), at least ``low``."""
+    import os
+
+    from causal.errors import ConfigError
+
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise ConfigError(f"environment variable {name} must be an integer >= {low}; received {raw!r} "
+                          f"(unset it for the default, {default})")
+    return value

@@ -6,7 +6,7 @@ engine for one run (its K replicas), so measurements run on the same layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
 import torch
@@ -86,6 +86,10 @@ class ModelSet:
     #: per model: the hidden-layer parameters it starts from (a pretrained transfer run's source model,
     #: :mod:`runs_generator.transfer`), or None to keep its own initialization; None when no model has one
     init_states: list[dict[str, torch.Tensor] | None] | None = None
+    #: :meth:`rowmask`'s masks, made once per (counts tensor, n): its test of whether any row is padding
+    #: waits for the device, which on CUDA would stall every chunk interleaved with this one at each
+    #: validation step (not copied by ``dataclasses.replace`` or :meth:`subset`)
+    _masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def r(self) -> int:
@@ -110,7 +114,7 @@ class ModelSet:
         changes = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("spec", "configs", "datas", "classification") or v is None:
+            if f.name in ("spec", "configs", "datas", "classification", "_masks") or v is None:
                 continue
             if isinstance(v, torch.Tensor):
                 changes[f.name] = v.index_select(0, sel)
@@ -143,10 +147,13 @@ class ModelSet:
         return make_streams(self.noise_seeds, self.batch, self.device, drop, aug, units=self.spec.units)
 
     def rowmask(self, counts: torch.Tensor, n: int) -> torch.Tensor | None:
-        """(R, n) 1/0 mask of real rows, or None when every model fills all n rows."""
-        if bool((counts == n).all()):
-            return None
-        return (torch.arange(n, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)).to(self.dtype)
+        """(R, n) 1/0 mask of real rows, or None when every model fills all n rows (made once per counts and n)."""
+        key = (id(counts), n)
+        if key not in self._masks:  # the cache holds counts, so its id stays its own
+            full = bool((counts == n).all())
+            mask = None if full else (torch.arange(n, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)).to(self.dtype)
+            self._masks[key] = (counts, mask)
+        return self._masks[key][1]
 
     def objective(self, out: torch.Tensor, y: torch.Tensor, rowmask: torch.Tensor | None) -> torch.Tensor:
         """Each model's training loss (its own loss kind and label smoothing), shape (R,)."""

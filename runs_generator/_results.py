@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,17 @@ def _mean_or_none(values: np.ndarray) -> float | None:
 
 
 def finalize(ms: ModelSet, params, running, stats: TrainStats, t_start: float) -> list[RunMetrics]:
+    """Measure the trained models and reduce replicas to one RunMetrics per run (see :func:`finalize_steps`)."""
+    return measure.run_to_end(finalize_steps(ms, params, running, stats, t_start))
+
+
+def finalize_steps(ms: ModelSet, params, running, stats: TrainStats,
+                   t_start: float) -> Generator[None, None, list[RunMetrics]]:
     """Measure the trained models and reduce replicas to one RunMetrics per run.
+
+    A generator that yields after each Hessian-vector product of the sharpness measurement
+    (:func:`runs_generator.measure.top_hessian_eigenvalue_steps`), so that the engine can run other
+    chunks' training steps in between; it returns the metrics.
 
     A run is diverged when any replica saw a non-finite minibatch loss or one
     above :data:`EXPLODE_FACTOR` x its initial training loss, or ends with a
@@ -57,7 +68,7 @@ def finalize(ms: ModelSet, params, running, stats: TrainStats, t_start: float) -
 
     loss_final = full_train_loss(ms, params, running)
     train_eval = full_train_loss(ms, params, running, eval_mode=True)
-    eig = measure.top_hessian_eigenvalue(ms, params)
+    eig = yield from measure.top_hessian_eigenvalue_steps(ms, params)
     with torch.no_grad():
         test_out = forward(ms.spec, params, ms.x_test, mode="eval", running=running, residual=ms.residual)
         group_out = None

@@ -26,12 +26,12 @@ from collections.abc import Generator
 
 import torch
 
-from runs_generator._data import eval_steps, implicit_window
+from runs_generator._data import env_int, eval_steps, implicit_window
 from runs_generator._fused import autograd_loss_and_grads, loss_and_grads
 from runs_generator._modelset import AUG_JITTER, AUG_MAX_SHIFT, ModelSet
 from runs_generator._noise import ModelStreams
-from runs_generator._results import EXPLODE_FACTOR, TrainStats, finalize, full_train_loss
-from runs_generator.measure import gradient_stability
+from runs_generator._results import EXPLODE_FACTOR, TrainStats, finalize_steps, full_train_loss
+from runs_generator.measure import gradient_stability, run_to_end
 from runs_generator.models import forward, init_params, init_running
 from runs_generator.registry import arch_entry, task_family
 from runs_generator.spec import RunMetrics
@@ -180,16 +180,13 @@ def train_model_set(ms: ModelSet, *, fused: bool | None = None,
 
 def run_steps(steps: Generator[None, None, list[RunMetrics]]) -> list[RunMetrics]:
     """Drive a :func:`train_steps` generator to its end; its metrics."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_to_end(steps)
 
 
 def train_steps(ms: ModelSet, *, fused: bool | None = None,
                 state_out: dict[str, torch.Tensor] | None = None) -> Generator[None, None, list[RunMetrics]]:
-    """:func:`train_model_set` as a generator that yields after every training step and returns the metrics.
+    """:func:`train_model_set` as a generator that yields after every training step (or replayed block of
+    steps) and every Hessian-vector product of its sharpness measurement, and returns the metrics.
 
     Several chunks can then train interleaved, step by step, on one thread (on CUDA each on its own
     stream, so that their small kernels run concurrently; :func:`runs_generator.engine.train_runs`);
@@ -280,7 +277,7 @@ def train_steps(ms: ModelSet, *, fused: bool | None = None,
     )
     if state_out is not None:
         state_out.update({k: v.detach().clone() for k, v in params.items()})
-    return finalize(ms, params, running, stats, t0)
+    return (yield from finalize_steps(ms, params, running, stats, t0))
 
 
 def _keep_best(ms: ModelSet, params, running, due_now: torch.Tensor, best: list, best_val: torch.Tensor,
@@ -300,6 +297,11 @@ def _keep_best(ms: ModelSet, params, running, due_now: torch.Tensor, best: list,
 CUDA_GRAPHS = os.environ.get("UDL_CUDA_GRAPHS", "1") != "0"
 #: eager steps of each captured variant (with / without implicit-regularization tracking) before its capture
 GRAPH_WARMUP = 2
+#: training steps per replayed graph where no event (a model finishing, a validation step, the start of
+#: the implicit-regularization window) falls inside: one launch for several steps, so that the host's
+#: per-launch cost and its pauses (another chunk's set-up or measurements on the same thread) are spread
+#: over more device work. ``UDL_GRAPH_STEPS`` in the environment sets it; 1 replays step by step.
+GRAPH_STEPS = env_int("UDL_GRAPH_STEPS", 8)
 
 
 _CAPTURE_FAILED = False  # a capture failed in this process: later chunks train eagerly
@@ -315,30 +317,36 @@ def _graphable(ms: ModelSet, fused: bool, streams) -> bool:
 def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, params, grads, g, opt, streams,
                   step_fn, objective, running, dropout, residual_flags, any_aug, shift, xb, yb, rowmask, batch_idx,
                   explode_at, win_start, first_win, bad_step, hgsq):
-    """The training loop of :func:`train_model_set` with each step replayed from a captured CUDA graph.
+    """The training loop of :func:`train_model_set` with its steps replayed from captured CUDA graphs.
 
-    Everything a step reads that changes between steps lives in a static device buffer written before
-    the step (the minibatch indices, the step number, Adam's bias corrections, the active mask and
-    learning rates), so the captured step is the eager step's computation; it equals it up to rounding
-    (Adam's bias corrections are divided by 0-dim device tensors, where an eager CUDA step divides by a
-    Python float, which CUDA's kernel turns into a multiplication by its reciprocal). The first
-    :data:`GRAPH_WARMUP` steps of each variant run eagerly on a side stream (as CUDA graphs require); a
-    failed capture warns, and the chunk and every later one in the process train with eager steps.
-    Returns ``(bad_step, hgsq, best_val)``.
+    Everything a step reads that changes between steps is computed on the device from a step counter
+    that the step itself advances (the minibatch indices, Adam's bias corrections from a table, the
+    divergence and implicit-regularization bookkeeping), or lives in a static buffer written between
+    replays (the active mask and learning rates, which change only when a model finishes). So one graph
+    can hold :data:`GRAPH_STEPS` consecutive steps, and the captured steps are the eager step's
+    computation; they equal it up to rounding (Adam's bias corrections are divided by 0-dim device
+    tensors, where an eager CUDA step divides by a Python float, which CUDA's kernel turns into a
+    multiplication by its reciprocal). The first :data:`GRAPH_WARMUP` steps of each variant (with and
+    without implicit-regularization tracking) run eagerly on a side stream (as CUDA graphs require); a
+    failed capture warns, and the chunk and every later one in the process train with eager steps. The
+    loop yields after each replay. Returns ``(bad_step, hgsq, best_val)``.
     """
     r, dev, dt = ms.r, ms.device, ms.dtype
     b1, b2 = ADAM_BETAS
-    t_buf = torch.zeros((), dtype=torch.int64, device=dev)
-    bc1 = torch.ones((), dtype=dt, device=dev)
-    sqrt_bc2 = torch.ones((), dtype=dt, device=dev)
-    it_buf = batch_idx[0].clone() if batch_idx is not None else None
+    t_buf = torch.zeros((), dtype=torch.int64, device=dev)  # the step the next body runs; each body adds 1
+    # Adam's bias corrections per step, rounded to dt as a fill with the Python float would be
+    bc1_tab = torch.tensor([1 - b1 ** (t + 1) for t in range(n_steps)], dtype=dt, device=dev)
+    sqrt_bc2_tab = torch.tensor([(1 - b2 ** (t + 1)) ** 0.5 for t in range(n_steps)], dtype=dt, device=dev)
+    n_batches = batch_idx.shape[0] if batch_idx is not None else 1
     active = torch.ones(r, device=dev, dtype=dt)
     bad_step, hgsq = bad_step.clone(), hgsq.clone()
 
     def body(track: bool) -> None:
-        if it_buf is not None:
-            xs = ms.x.flatten(0, 1).index_select(0, it_buf).view(r, -1, *ms.x.shape[2:])
-            ys = ms.y.flatten(0, 1).index_select(0, it_buf).view(r, -1, *ms.y.shape[2:])
+        t_at = t_buf.view(1)
+        if batch_idx is not None:
+            it = batch_idx.index_select(0, torch.remainder(t_at, n_batches)).view(-1)
+            xs = ms.x.flatten(0, 1).index_select(0, it).view(r, -1, *ms.x.shape[2:])
+            ys = ms.y.flatten(0, 1).index_select(0, it).view(r, -1, *ms.y.shape[2:])
         else:
             xs, ys = xb, yb
         xa = _augment(ms, xs, streams, shift) if any_aug else xs
@@ -347,27 +355,36 @@ def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, p
                          residual_flags=residual_flags)
         bad = (~torch.isfinite(losses) | (losses > explode_at)) & (active > 0) & (bad_step < 0)
         bad_step.copy_(torch.where(bad, t_buf + 1, bad_step))
-        q = opt.step(g, 0, track=track, bias=(bc1, sqrt_bc2))
+        bias = (bc1_tab.index_select(0, t_at).view(()), sqrt_bc2_tab.index_select(0, t_at).view(()))
+        q = opt.step(g, 0, track=track, bias=bias)
         if q is not None:
             hgsq.addcmul_(active * (win_start <= t_buf), q)
+        t_buf.add_(1)
 
-    graphs: dict[bool, object] = {}
+    def steps(track: bool, k: int) -> None:
+        for _ in range(k):
+            body(track)
+
+    # the first step of each stretch in which no event falls: a block of steps may not cross one
+    events = sorted({s for s in stop_steps if 0 < s < n_steps} | {s for s in due if 0 < s < n_steps}
+                    | ({first_win} if 0 < first_win < n_steps else set()))
+    graphs: dict[tuple[bool, int], object] = {}
     eager_runs = {False: 0, True: 0}
     pool: list = []
     use_graphs = True
-    for t in range(n_steps):
+    t, ev = 0, 0
+    while t < n_steps:
         with torch.no_grad():
             if t in stop_steps:
                 active.copy_((steps_t > t).to(dt))
                 opt.set_active(active.view(-1, 1))
-            if it_buf is not None:
-                it_buf.copy_(batch_idx[t % batch_idx.shape[0]])
-            t_buf.fill_(t)
-            bc1.fill_(1 - b1 ** (t + 1))
-            sqrt_bc2.fill_((1 - b2 ** (t + 1)) ** 0.5)
+            while ev < len(events) and events[ev] <= t:
+                ev += 1
+            until = events[ev] if ev < len(events) else n_steps  # the next event's step
             track = t >= first_win
-            if track in graphs:
-                graphs[track].replay()
+            k = GRAPH_STEPS if (track, 1) in graphs and until - t >= GRAPH_STEPS > 1 else 1
+            if (track, k) in graphs:
+                graphs[(track, k)].replay()
             elif not use_graphs:
                 body(track)
             elif eager_runs[track] < GRAPH_WARMUP:
@@ -375,18 +392,20 @@ def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, p
                 eager_runs[track] += 1
             else:
                 try:
-                    graph = _capture(lambda: body(track), pool)
+                    graph = _capture(lambda: steps(track, k), pool)
                 except Exception as exc:  # noqa: BLE001 - any capture failure: train on eagerly
                     global _CAPTURE_FAILED
                     _CAPTURE_FAILED = True  # and do not try again in this process
                     _warn_capture(exc)
                     use_graphs = False
                     body(track)
+                    k = 1
                 else:
-                    graphs[track] = graph
+                    graphs[(track, k)] = graph
                     graph.replay()
-            if (t + 1) in due:
-                best_val = _keep_best(ms, params, running, due[t + 1], best, best_val, flat)
+            t += k
+            if t in due:
+                best_val = _keep_best(ms, params, running, due[t], best, best_val, flat)
         yield
     return bad_step, hgsq, best_val
 

@@ -66,6 +66,12 @@ MAX_CHUNK = 64  # models per automatic chunk
 #: a group of a shard usually becomes one chunk
 CUDA_ACTIVATION_BUDGET = 2**24
 CUDA_MAX_CHUNK = 4096
+#: chunks whose training steps interleave on CUDA, each on its own stream, unless ``UDL_CUDA_STREAMS``
+#: says otherwise: a chunk of a mixed sweep holds a few runs, and one chunk's small kernels leave the
+#: GPU mostly idle. On an H200 16 streams trained a 16-run shard of the large space in 12.7 s instead of
+#: 19.3 s (MNIST-1D CNN) and 4.2 s instead of 4.9 s (teacher MLP), with the same rows
+#: (benchmarks/RESULTS.md, "GPU session 2"); a shard gains only as far as it holds chunks to interleave.
+CUDA_STREAMS = 16
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -213,9 +219,9 @@ def train_runs(
         (:func:`runs_generator.models.padded_spec`; MLP and CNN). None (default): on CUDA only, where
         small models are launch-bound and larger groups are nearly free; on a CPU padding costs FLOPs.
         A run's metrics are those of the run alone either way (to float rounding).
-    concurrent : chunks whose training steps interleave, on CUDA each on its own stream (experimental:
-        not yet measured on a GPU). None (default): ``UDL_CUDA_STREAMS`` from the environment on CUDA
-        (default 1), 1 on a CPU. A run's metrics do not depend on it.
+    concurrent : chunks whose training steps interleave, on CUDA each on its own stream. None (default):
+        ``UDL_CUDA_STREAMS`` from the environment on CUDA (default :data:`CUDA_STREAMS`), 1 on a CPU.
+        A run's metrics do not depend on it.
     """
     from runs_generator.naive import train_run_naive
 
@@ -266,7 +272,11 @@ def train_runs(
         size = chunk_size or auto_chunk_size([configs[i] for i in members], [data[i] for i in members], dev)
         chunks += cut_chunks(members, configs, size, pad_widths)
     if concurrent is None:
-        concurrent = int(os.environ.get("UDL_CUDA_STREAMS", "1")) if dev.type == "cuda" else 1
+        from runs_generator._data import env_int
+
+        concurrent = env_int("UDL_CUDA_STREAMS", CUDA_STREAMS) if dev.type == "cuda" else 1
+    if concurrent > 1:  # longest first: the last chunks to start are short, so no long one runs alone at the end
+        chunks.sort(key=lambda ch: -max(configs[j].steps for j in ch))
     for chunk, metrics in _train_chunks(chunks, configs, data, states, dev, dtype, max(1, concurrent)):
         for j, m in zip(chunk, metrics):
             results[j] = m

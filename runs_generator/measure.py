@@ -25,6 +25,9 @@ measured is NaN (``None`` in the row), e.g. the log of a non-positive estimate.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -38,6 +41,7 @@ __all__ = [
     "GRADSTAB_SUBSAMPLE",
     "gradient_stability",
     "top_hessian_eigenvalue",
+    "top_hessian_eigenvalue_steps",
     "lanczos_top_eigenvalue",
     "log10_or_nan",
     "bias_variance",
@@ -128,6 +132,17 @@ def top_hessian_eigenvalue(ms, params: dict[str, torch.Tensor], iters: int = HES
     whose bases together would exceed :data:`HESSIAN_BASIS_BYTES` are measured
     in groups (same values, more passes).
     """
+    return run_to_end(top_hessian_eigenvalue_steps(ms, params, iters))
+
+
+def top_hessian_eigenvalue_steps(ms, params: dict[str, torch.Tensor],
+                                 iters: int = HESSIAN_ITERS) -> Generator[None, None, torch.Tensor]:
+    """:func:`top_hessian_eigenvalue` as a generator that yields after every Hessian-vector product.
+
+    The batched engine interleaves it with other chunks' training steps
+    (:func:`runs_generator._trainer.train_steps`), so that on CUDA one chunk's measurement does not
+    leave the other chunks' streams without work; the values are the same.
+    """
     k = max(1, int(iters))
     n_params = sum(t[0].numel() for t in params.values())
     per_model = max(1, HESSIAN_BASIS_BYTES // (k * n_params * ms.x.element_size()))
@@ -136,19 +151,28 @@ def top_hessian_eigenvalue(ms, params: dict[str, torch.Tensor], iters: int = HES
         for lo in range(0, ms.r, per_model):
             idx = list(range(lo, min(ms.r, lo + per_model)))
             sub = {n: t[lo : lo + len(idx)] for n, t in params.items()}
-            parts.append(_top_eigenvalue(ms.subset(idx), sub, k))
+            parts.append((yield from _top_eigenvalue(ms.subset(idx), sub, k)))
         return torch.cat(parts)
-    return _top_eigenvalue(ms, params, k)
+    return (yield from _top_eigenvalue(ms, params, k))
 
 
-def _top_eigenvalue(ms, params: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+def run_to_end(steps: Generator[None, None, Any]) -> Any:
+    """Drive a generator of this module (or of the engine) to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def _top_eigenvalue(ms, params: dict[str, torch.Tensor], k: int) -> Generator[None, None, torch.Tensor]:
     x, y, mask = _subsample(ms, HESSIAN_SUBSAMPLE)
     names = list(params)
     with torch.enable_grad():
         p = [params[n].detach().requires_grad_(True) for n in names]
         out = forward(ms.spec, dict(zip(names, p)), x, mode="batchstat", residual=ms.residual, rowmask=mask)
         loss = ms.objective(out, y, mask).sum()
-        return lanczos_top_eigenvalue(loss, p, _start_vectors(ms, p), k)
+    return (yield from lanczos_steps(loss, p, _start_vectors(ms, p), k))
 
 
 def lanczos_top_eigenvalue(loss: torch.Tensor, p: list[torch.Tensor], start: list[torch.Tensor],
@@ -160,28 +184,41 @@ def lanczos_top_eigenvalue(loss: torch.Tensor, p: list[torch.Tensor], start: lis
     holds each model's unit start vector, split like ``p``. See
     :func:`top_hessian_eigenvalue` for the method.
     """
+    return run_to_end(lanczos_steps(loss, p, start, k))
+
+
+def lanczos_steps(loss: torch.Tensor, p: list[torch.Tensor], start: list[torch.Tensor],
+                  k: int) -> Generator[None, None, torch.Tensor]:
+    """:func:`lanczos_top_eigenvalue` as a generator that yields after each Hessian-vector product.
+
+    It yields outside its ``torch.enable_grad()`` blocks, so code run between its steps sees the
+    caller's grad mode.
+    """
     r = p[0].shape[0]
     device, dtype = p[0].device, p[0].dtype
     with torch.enable_grad():
         grads = torch.autograd.grad(loss, p, create_graph=True)
 
-        def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+    def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+        with torch.enable_grad():
             return list(torch.autograd.grad(grads, p, grad_outputs=v, retain_graph=True))
 
-        # the Lanczos basis of every model, flat: basis[r, j] is model r's v_j
-        shapes = [t.shape[1:] for t in p]
-        sizes = [t[0].numel() for t in p]
-        basis = torch.zeros(r, k, sum(sizes), device=device, dtype=dtype)
-        basis[:, 0] = torch.cat([t.reshape(r, -1) for t in start], dim=1)
-        alpha = torch.zeros(r, k, device=device, dtype=dtype)
-        beta = torch.zeros(r, k, device=device, dtype=dtype)  # beta[:, j] couples v_j and v_j+1
-        steps = torch.full((r,), k, device=device, dtype=torch.int64)  # valid steps m_r of each model
-        active = torch.ones(r, device=device, dtype=torch.bool)
-        scale = torch.zeros(r, device=device, dtype=dtype)  # max ||H v_j||: the breakdown yardstick
-        tol = _BREAKDOWN_TOL * torch.finfo(dtype).eps
-        for j in range(k):
+    # the Lanczos basis of every model, flat: basis[r, j] is model r's v_j
+    shapes = [t.shape[1:] for t in p]
+    sizes = [t[0].numel() for t in p]
+    basis = torch.zeros(r, k, sum(sizes), device=device, dtype=dtype)
+    basis[:, 0] = torch.cat([t.detach().reshape(r, -1) for t in start], dim=1)
+    alpha = torch.zeros(r, k, device=device, dtype=dtype)
+    beta = torch.zeros(r, k, device=device, dtype=dtype)  # beta[:, j] couples v_j and v_j+1
+    steps = torch.full((r,), k, device=device, dtype=torch.int64)  # valid steps m_r of each model
+    active = torch.ones(r, device=device, dtype=torch.bool)
+    scale = torch.zeros(r, device=device, dtype=dtype)  # max ||H v_j||: the breakdown yardstick
+    tol = _BREAKDOWN_TOL * torch.finfo(dtype).eps
+    for j in range(k):
+        with torch.no_grad():
             v = [part.view(r, *shape) for part, shape in zip(basis[:, j].split(sizes, dim=1), shapes)]
-            w = torch.cat([h.detach().reshape(r, -1) for h in hvp(v)], dim=1)  # (R, N)
+        w = torch.cat([h.detach().reshape(r, -1) for h in hvp(v)], dim=1)  # (R, N)
+        with torch.no_grad():
             scale = torch.maximum(scale, w.norm(dim=1))
             alpha[:, j] = (basis[:, j] * w).sum(dim=1)
             if j == k - 1:
@@ -204,6 +241,7 @@ def lanczos_top_eigenvalue(loss: torch.Tensor, p: list[torch.Tensor], start: lis
             beta[:, j] = bj
             inv = torch.where(active, 1.0 / torch.where(active, bj, torch.ones_like(bj)), torch.zeros_like(bj))
             basis[:, j + 1] = w * inv.unsqueeze(1)
+        yield
     return _top_ritz(alpha, beta, steps).to(device=device, dtype=dtype)
 
 

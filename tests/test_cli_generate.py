@@ -188,3 +188,16 @@ def test_udl_status_and_compact_on_a_sweep_directory(tmp_path):
 def test_udl_status_of_a_directory_that_is_not_a_sweep_fails_clearly(tmp_path):
     res = _udl("status", str(tmp_path))
     assert res.returncode == 2 and "no _sweep.json" in res.stderr
+
+
+def test_a_reader_that_goes_away_ends_udl_quietly():
+    """``udl status DIR --json | head -1``: when the pipe's reader has gone, no traceback, exit 141 (SIGPIPE)."""
+    data = str(Path(__file__).resolve().parents[1] / "data" / "reference")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([*_cmd(), "status", data, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    proc.stdout.close()  # the reader is gone before udl writes a byte
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

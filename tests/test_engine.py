@@ -453,13 +453,28 @@ def test_graphed_training_loop_equals_the_eager_loop(device: str, monkeypatch) -
     monkeypatch.setattr(_trainer, "CUDA_GRAPHS", False)
     eager = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device, pad_widths=True)
     monkeypatch.setattr(_trainer, "CUDA_GRAPHS", True)
-    captured = []
+    monkeypatch.setattr(_trainer, "GRAPH_STEPS", 4)  # blocks of 4 steps between the events of 14-23-step runs
+    captured, per_replay = [], []
     if device == "cpu":
         from runs_generator._noise import CounterStreams
 
+        calls = [0]
+        real_step = _trainer.loss_and_grads
+
+        def counted_step(*args, **kwargs):
+            calls[0] += 1
+            return real_step(*args, **kwargs)
+
+        class _CountedReplay(_ReplayedStep):
+            def replay(self) -> None:
+                before = calls[0]
+                super().replay()
+                per_replay.append(calls[0] - before)
+
+        monkeypatch.setattr(_trainer, "loss_and_grads", counted_step)
         monkeypatch.setattr(_trainer, "_graphable", lambda ms, fused, streams: fused and isinstance(streams, CounterStreams))
         monkeypatch.setattr(_trainer, "_on_side_stream", lambda fn, dev: fn())
-        monkeypatch.setattr(_trainer, "_capture", lambda fn, pool: captured.append(1) or _ReplayedStep(fn))
+        monkeypatch.setattr(_trainer, "_capture", lambda fn, pool: captured.append(1) or _CountedReplay(fn))
     else:
         real = _trainer._capture
         monkeypatch.setattr(_trainer, "_capture", lambda fn, pool: captured.append(1) or real(fn, pool))
@@ -468,6 +483,8 @@ def test_graphed_training_loop_equals_the_eager_loop(device: str, monkeypatch) -
         graphed = train_runs(cfgs, data, dtype=torch.float64, chunk_size=64, device=device, pad_widths=True)
     assert len(captured) >= 4, captured  # both variants of at least two chunks
     assert not _trainer._CAPTURE_FAILED
+    if device == "cpu":  # replays of one step and of 4-step blocks both trained
+        assert set(per_replay) == {1, 4}, sorted(set(per_replay))
     for i, (a, b) in enumerate(zip(eager, graphed)):
         _assert_same_metrics(a, b, f"run {i}: eager vs graphed loop")
 
@@ -532,3 +549,38 @@ def test_counter_streams_have_the_right_distributions_and_ignore_padding() -> No
     # model 1's values do not depend on model 0 or on the padded batch size
     alone = CounterStreams([8], [200], torch.device("cpu"))
     torch.testing.assert_close(alone.jitter(torch.zeros(1, 200, 40, dtype=torch.float64))[0], z[1, :200])
+
+
+def test_engine_settings_from_the_environment_are_checked(monkeypatch) -> None:
+    """``UDL_CUDA_STREAMS`` / ``UDL_GRAPH_STEPS``: unset gives the default, a bad value names the variable."""
+    from runs_generator._data import env_int
+
+    monkeypatch.delenv("UDL_CUDA_STREAMS", raising=False)
+    assert env_int("UDL_CUDA_STREAMS", 16) == 16
+    monkeypatch.setenv("UDL_CUDA_STREAMS", "4")
+    assert env_int("UDL_CUDA_STREAMS", 16) == 4
+    for bad in ("four", "0", "-2", "1.5"):
+        monkeypatch.setenv("UDL_CUDA_STREAMS", bad)
+        with pytest.raises(ConfigError, match=r"UDL_CUDA_STREAMS must be an integer >= 1; received"):
+            env_int("UDL_CUDA_STREAMS", 16)
+
+
+def test_interleaved_chunks_start_longest_first(monkeypatch) -> None:
+    """With chunks interleaved, the longest budgets start first, so that no long chunk runs alone at the end."""
+    from runs_generator import engine
+
+    seen = []
+    real = engine._train_chunks
+
+    def spy(chunks, configs, *args):
+        seen.append([max(configs[j].steps for j in ch) for ch in chunks])
+        return real(chunks, configs, *args)
+
+    monkeypatch.setattr(engine, "_train_chunks", spy)
+    cfgs, data = _runs_of_many_widths()
+    cfgs = [replace(c, steps=6 + 3 * (i % 3)) for i, c in enumerate(cfgs)]
+    train_runs(cfgs, data, chunk_size=4, concurrent=1)
+    train_runs(cfgs, data, chunk_size=4, concurrent=3)
+    one, interleaved = seen
+    assert len(set(one)) > 1 and one != sorted(one, reverse=True)  # the grouping's order: short budgets first
+    assert interleaved == sorted(one, reverse=True)
