@@ -23,10 +23,9 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
+from _plan import add_plan_arguments, draw_plan  # benchmarks/_plan.py (benchmarks run as scripts)
 from runs_generator import engine
-from runs_generator.levers import get_space
 from runs_generator.registry import arch_entry
-from runs_generator.sweep import plan_shards
 
 
 def macs(c, width: int, batch: int) -> int:
@@ -60,14 +59,9 @@ def cost(configs, plan, pad: bool) -> tuple[float, float, int, int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--space", default="large")
-    p.add_argument("--runs", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--shard-size", type=int, default=32)
+    add_plan_arguments(p)
     args = p.parse_args(argv)
-    space = get_space(args.space)
-    configs = [space.draw(args.seed, i) for i in range(args.runs)]
-    plan = plan_shards(configs, args.shard_size)
+    configs, plan = draw_plan(args)
     print(f"plan: --space {args.space} --runs {args.runs} --seed {args.seed} --shard-size {args.shard_size} "
           f"({len(plan)} shards)")
     print("| grouping | chunks | chunk-steps | training TFLOP | useful TFLOP | ratio |")

@@ -29,9 +29,8 @@ import time
 
 import torch
 
+from _plan import add_plan_arguments, draw_plan  # benchmarks/_plan.py (benchmarks run as scripts)
 from runs_generator.engine import resolve_device, train_runs
-from runs_generator.levers import get_space
-from runs_generator.sweep import plan_shards
 from runs_generator.tasks import make_task_data
 
 
@@ -47,10 +46,7 @@ def _train(configs, data, device, streams: int) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--space", default="large")
-    p.add_argument("--runs", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--shard-size", type=int, default=32)
+    add_plan_arguments(p)
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--streams", default="1,16", help="K values to time (comma-separated)")
@@ -60,9 +56,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     torch.set_num_threads(1)
-    space = get_space(args.space)
-    configs = [space.draw(args.seed, i, replicas=4) for i in range(args.runs)]
-    plan = plan_shards(configs, args.shard_size)
+    configs, plan = draw_plan(args)
     shard = [configs[i] for i in plan[args.shard]]
     data = [make_task_data(c, sweep_seed=args.seed) for c in shard]
     kinds = sorted({f"{c.task}/{c.arch}" for c in shard})

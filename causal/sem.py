@@ -59,9 +59,13 @@ def boot_stats(est: np.ndarray, draws: np.ndarray, alpha: float) -> dict[str, np
         p = 2 * stats.norm.sf(np.abs(est / sd))
     zero = sd <= 1e-12 * (np.abs(est) + 1.0)  # identically 0 by the graph
     p[zero] = np.where(np.abs(est[zero]) > 1e-12, 0.0, 1.0)
+    ci_low, ci_high = est - z * sd, est + z * sd
+    # an effect that is 0 by the graph comes out as rounding (e.g. 3e-16 with sd 2e-16): its p-value is 1,
+    # so its CI must hold 0 too, whatever the rounding of the draws
+    null = zero & (np.abs(est) <= 1e-12)
+    ci_low[null], ci_high[null] = np.minimum(ci_low[null], 0.0), np.maximum(ci_high[null], 0.0)
     lo, hi = np.quantile(draws, [alpha / 2, 1 - alpha / 2], axis=0)
-    return {"std_error": sd, "ci_low": est - z * sd, "ci_high": est + z * sd, "p_value": p,
-            "pct_low": lo, "pct_high": hi}
+    return {"std_error": sd, "ci_low": ci_low, "ci_high": ci_high, "p_value": p, "pct_low": lo, "pct_high": hi}
 
 
 def independent_columns(frame: pd.DataFrame, cols: list[str]) -> list[str]:

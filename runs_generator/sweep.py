@@ -277,6 +277,12 @@ class ShardOutcome:
         return self.attempts == 0
 
 
+def sweep_plan(configs: Sequence[RunConfig], shard_size: int) -> list[tuple[int, ...]]:
+    """The shards a new sweep of ``configs`` is cut into: :func:`plan_shards` with at most ``shard_size``
+    runs a shard, smaller when that would give fewer than 8 shards."""
+    return plan_shards(configs, min(shard_size, -(-len(configs) // _MIN_SHARDS)))
+
+
 def _versions() -> dict[str, str]:
     import numpy
     import pyarrow
@@ -452,14 +458,13 @@ def run_sweep(
     configs = cfg.configs()  # validates every override against every run before any training
     if not resumed:
         # a plan that depends only on the sweep's identity: every slice on every machine computes the same one
-        size = min(cfg.shard_size, -(-cfg.runs // _MIN_SHARDS))
         wrote = storage.create_manifest(out, {
             "identity": cfg.identity(),
             "execution": {"engine": cfg.engine, "device": cfg.device, "workers": cfg.workers,
                           "pad_widths": cfg.pad_widths},
             "levers": cfg.space.describe(),
             "versions": _versions(),
-            "plan": [list(s) for s in plan_shards(configs, size)],
+            "plan": [list(s) for s in sweep_plan(configs, cfg.shard_size)],
         })
         if not wrote:  # another slice created it first: it must be the same sweep
             storage.check_manifest(out, cfg.identity())

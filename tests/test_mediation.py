@@ -224,3 +224,15 @@ def test_independent_columns_of_an_empty_stratum_are_none_and_warn_nothing():
         warnings.simplefilter("error")
         assert independent_columns(pd.DataFrame({"a": [], "b": []}, dtype=float), ["a", "b"]) == []
     assert independent_columns(pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [2.0, 4.0, 6.0]}), ["a", "b"]) == ["a"]
+
+
+def test_an_effect_that_is_zero_by_the_graph_has_p_1_and_a_ci_holding_0():
+    """Rounding of an identically-0 effect (the CI failure of 2026-11-30: estimate 3.3e-16, sd 1.6e-16)."""
+    from causal.sem import boot_stats
+
+    rng = np.random.default_rng(0)
+    draws = np.stack([3e-16 + 1.6e-16 * rng.standard_normal(100), 0.5 + 0.05 * rng.standard_normal(100)], axis=1)
+    st = boot_stats(np.array([3.3306690738754696e-16, 0.5]), draws, 0.05)
+    assert st["p_value"][0] == 1.0 and st["ci_low"][0] <= 0.0 <= st["ci_high"][0]
+    assert st["p_value"][1] < 0.05 and st["ci_low"][1] > 0.0  # a real effect is untouched
+    assert st["ci_high"][1] - st["ci_low"][1] == pytest.approx(2 * 1.959964 * st["std_error"][1])
