@@ -221,7 +221,8 @@ def train_runs(
         A run's metrics are those of the run alone either way (to float rounding).
     concurrent : chunks whose training steps interleave, on CUDA each on its own stream. None (default):
         ``UDL_CUDA_STREAMS`` from the environment on CUDA (default :data:`CUDA_STREAMS`), 1 on a CPU.
-        A run's metrics do not depend on it.
+        On CUDA another chunk starts only while :data:`CUDA_MEMORY_HEADROOM` of the device's memory is
+        free. A run's metrics do not depend on it.
     """
     from runs_generator.naive import train_run_naive
 
@@ -336,11 +337,22 @@ def _train_chunks(chunks: list[list[int]], configs, data, states, dev: torch.dev
     free = [torch.cuda.Stream(device=dev) if cuda else None for _ in range(concurrent)]  # reused: each has its own cache
     pending, live = deque(chunks), deque()
     while pending or live:
-        while pending and free:
+        # another chunk starts only while the device has room for it (or nothing else is running); a new
+        # chunk takes its first step at once, so that the next check sees its tensors
+        while pending and free and (not live or _device_room(dev)):
             stream = free.pop()
             with _on(stream):
                 chunk = pending.popleft()
-                live.append((chunk, start(chunk), stream))
+                steps = start(chunk)
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    free.append(stream)
+                    yield chunk, done.value
+                    continue
+                live.append((chunk, steps, stream))
+        if not live:
+            continue
         chunk, steps, stream = live.popleft()
         with _on(stream):
             try:
@@ -350,6 +362,20 @@ def _train_chunks(chunks: list[list[int]], configs, data, states, dev: torch.dev
                 yield chunk, done.value
                 continue
         live.append((chunk, steps, stream))
+
+
+#: the share of the device's memory that must be free (or cached by torch and unused) before another
+#: interleaved chunk starts: chunks of a sweep on a small GPU then run fewer at a time instead of failing
+CUDA_MEMORY_HEADROOM = 0.2
+
+
+def _device_room(dev: torch.device) -> bool:
+    """Whether ``dev`` has room for one more interleaved chunk (always on a CPU)."""
+    if dev.type != "cuda":
+        return True
+    free_b, total_b = torch.cuda.mem_get_info(dev)
+    cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+    return free_b + cached >= CUDA_MEMORY_HEADROOM * total_b
 
 
 def _on(stream):

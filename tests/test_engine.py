@@ -584,3 +584,29 @@ def test_interleaved_chunks_start_longest_first(monkeypatch) -> None:
     one, interleaved = seen
     assert len(set(one)) > 1 and one != sorted(one, reverse=True)  # the grouping's order: short budgets first
     assert interleaved == sorted(one, reverse=True)
+
+
+@pytest.mark.parametrize("room", [True, False])
+def test_interleaved_chunks_start_only_while_the_device_has_room(room: bool, monkeypatch) -> None:
+    """Without room (a full GPU) chunks train one at a time; with it, several at once; the rows are the same."""
+    from runs_generator import _trainer, engine
+
+    running, most = [0], [0]
+    real = _trainer.train_steps
+
+    def counted(ms, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        out = yield from real(ms, **kwargs)
+        running[0] -= 1
+        return out
+
+    cfgs, data = _runs_of_many_widths()
+    cfgs = [replace(c, steps=6 + 3 * (i % 3)) for i, c in enumerate(cfgs)]
+    one = train_runs(cfgs, data, chunk_size=4, concurrent=1)
+    monkeypatch.setattr(_trainer, "train_steps", counted)
+    monkeypatch.setattr(engine, "_device_room", lambda dev: room)
+    mixed = train_runs(cfgs, data, chunk_size=4, concurrent=3)
+    assert most[0] == (3 if room else 1), most
+    for i, (a, b) in enumerate(zip(one, mixed)):
+        _assert_same_metrics(a, b, f"run {i}")
