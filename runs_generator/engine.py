@@ -338,21 +338,12 @@ def _train_chunks(chunks: list[list[int]], configs, data, states, dev: torch.dev
     pending, live = deque(chunks), deque()
     while pending or live:
         # another chunk starts only while the device has room for it (or nothing else is running); a new
-        # chunk takes its first step at once, so that the next check sees its tensors
-        while pending and free and (not live or _device_room(dev)):
+        # chunk goes first, so that it takes its first step before the next check, which then sees its tensors
+        if pending and free and (not live or _device_room(dev)):
             stream = free.pop()
             with _on(stream):
                 chunk = pending.popleft()
-                steps = start(chunk)
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    free.append(stream)
-                    yield chunk, done.value
-                    continue
-                live.append((chunk, steps, stream))
-        if not live:
-            continue
+                live.appendleft((chunk, start(chunk), stream))
         chunk, steps, stream = live.popleft()
         with _on(stream):
             try:
