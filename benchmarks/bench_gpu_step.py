@@ -8,11 +8,11 @@ Usage (CUDA; on a CPU only the eager rows are made)::
 For each chunk shape (MLP, depth 3, layer norm, Adam, ``--batch``; R models = R/4 runs of 4 replicas) it
 trains the chunk for ``--short`` and ``--long`` steps and reports (time(long) - time(short)) /
 (long - short): the cost of a step with set-up and measurements taken out. ``graph`` replays the
-captured step (``runs_generator._trainer.CUDA_GRAPHS``), ``eager`` launches its kernels one by one, and
-``--graph-steps`` sets how many steps one
-replayed graph holds (``_trainer.GRAPH_STEPS``), and ``K streams`` trains K such chunks interleaved (``train_runs(concurrent=K)``) and reports the time per
-chunk-step (so K-fold concurrency that costs nothing shows as 1/K of the graph row). With the GFLOP/s of
-the chunk's training matmuls at that step time, these are the launch cost and the throughput that
+captured step (``runs_generator._trainer.CUDA_GRAPHS``), ``eager`` launches its kernels one by one,
+``--graph-steps`` sets how many steps one replayed graph holds (``_trainer.GRAPH_STEPS``), and ``K streams``
+trains K such chunks interleaved (``train_runs(concurrent=K)``) and reports the time per chunk-step (so
+K-fold concurrency that costs nothing shows as 1/K of the graph row). With the GFLOP/s of the chunk's
+training matmuls at that step time, these are the launch cost and the throughput that
 ``benchmarks/plan_cost.py``'s counts turn into a sweep's time.
 """
 
