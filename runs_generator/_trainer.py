@@ -382,7 +382,8 @@ def _graphed_loop(ms, n_steps, stop_steps, steps_t, due, best, best_val, flat, p
                 ev += 1
             until = events[ev] if ev < len(events) else n_steps  # the next event's step
             track = t >= first_win
-            k = GRAPH_STEPS if (track, 1) in graphs and until - t >= GRAPH_STEPS > 1 else 1
+            # a block only where graphs are still captured: after a failed capture every step is eager
+            k = GRAPH_STEPS if use_graphs and (track, 1) in graphs and until - t >= GRAPH_STEPS > 1 else 1
             if (track, k) in graphs:
                 graphs[(track, k)].replay()
             elif not use_graphs:

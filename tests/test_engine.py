@@ -489,6 +489,51 @@ def test_graphed_training_loop_equals_the_eager_loop(device: str, monkeypatch) -
         _assert_same_metrics(a, b, f"run {i}: eager vs graphed loop")
 
 
+def test_a_failed_block_capture_trains_every_remaining_step_eagerly(monkeypatch) -> None:
+    """The one-step graph captures, the block of GRAPH_STEPS fails (on a GPU: memory, an op that cannot
+    be captured): the loop warns and trains every remaining step eagerly, each counted once, so the
+    run equals the eager loop's (a block's steps must not be skipped)."""
+    from runs_generator import _noise, _trainer
+    from runs_generator._noise import CounterStreams
+
+    monkeypatch.setattr(_noise, "NOISE_KIND", "counter")
+    cfg = replace(toy_config(width=16), steps=40, batch_size=16)
+    data = toy_data(cfg)
+    calls = [0]
+    real_step = _trainer.loss_and_grads
+
+    def counted_step(*args, **kwargs):
+        calls[0] += 1
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(_trainer, "loss_and_grads", counted_step)
+    monkeypatch.setattr(_trainer, "CUDA_GRAPHS", False)
+    eager = train_runs([cfg], [data], dtype=torch.float64)[0]
+    eager_calls, calls[0] = calls[0], 0
+    assert eager_calls == cfg.steps
+
+    blocks = []
+
+    def capture_one_step_only(fn, pool):
+        k = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__)))["k"]
+        blocks.append(k)
+        if k > 1:
+            raise RuntimeError("simulated capture failure of a block of steps")
+        return _ReplayedStep(fn)
+
+    monkeypatch.setattr(_trainer, "CUDA_GRAPHS", True)
+    monkeypatch.setattr(_trainer, "_CAPTURE_FAILED", False)
+    monkeypatch.setattr(_trainer, "_graphable", lambda ms, fused, streams: fused and isinstance(streams, CounterStreams))
+    monkeypatch.setattr(_trainer, "_on_side_stream", lambda fn, dev: fn())
+    monkeypatch.setattr(_trainer, "_capture", capture_one_step_only)
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture of the training step failed"):
+        graphed = train_runs([cfg], [data], dtype=torch.float64)[0]
+    assert 1 in blocks and _trainer.GRAPH_STEPS in blocks, blocks  # the block capture was tried, and failed
+    assert _trainer._CAPTURE_FAILED
+    assert calls[0] == cfg.steps, (calls[0], cfg.steps)
+    _assert_same_metrics(eager, graphed, "eager vs a graphed loop whose block capture failed")
+
+
 @pytest.mark.parametrize("graphs", [False, True])
 def test_interleaved_chunks_train_exactly_as_one_after_another(graphs: bool, monkeypatch) -> None:
     """Chunks whose steps interleave on one thread (CUDA: one stream each) give bit-identical rows.
