@@ -112,17 +112,34 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{_HOST}-{os.getpid()}.tmp")
 
 
+def fsync_path(path: Path) -> None:
+    """Flush ``path`` (a file or a directory) to the disk; a filesystem that cannot fsync a directory is let be."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not Path(path).is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, write, *, exclusive: bool = False) -> bool:
-    """Call ``write(tmp_path)`` then rename the temp file onto ``path`` atomically.
+    """Call ``write(tmp_path)``, fsync it, then rename the temp file onto ``path`` atomically.
 
     With ``exclusive`` the temp file is hard-linked to ``path`` instead, which fails
-    if ``path`` exists: the first writer wins. Returns False when it lost.
+    if ``path`` exists: the first writer wins. Returns False when it lost. The
+    data reach the disk before the name does, and the directory is synced after,
+    so a machine that loses power leaves the file whole or absent, never a
+    complete-looking name on a short file that a resumed sweep would skip.
     """
     tmp = _temp_name(path)
     try:
         write(tmp)
+        fsync_path(tmp)
         if not exclusive:
             os.replace(tmp, path)
+            fsync_path(path.parent)
             return True
         try:
             os.link(tmp, path)
@@ -130,6 +147,7 @@ def _atomic_write(path: Path, write, *, exclusive: bool = False) -> bool:
             return False
         except OSError:  # a filesystem without hard links: last writer wins (the plans are equal anyway)
             os.replace(tmp, path)
+        fsync_path(path.parent)
         return True
     finally:
         if tmp.exists():
@@ -291,7 +309,7 @@ def write_shard(out: Path, index: int, rows: Sequence[Mapping[str, Any]], metada
 
 
 def write_part(out: Path, index: int, table: pa.Table, shards: Sequence[int], metadata: Mapping[str, Any]) -> Path:
-    """Write one compacted file (``table`` holds the rows of ``shards``) atomically and fsync it."""
+    """Write one compacted file (``table`` holds the rows of ``shards``) atomically (fsynced, as every write)."""
     meta = {
         b"udl.schema_version": SCHEMA_VERSION.encode(),
         b"udl.columns": json.dumps([c.name for c in RUNS_SCHEMA]).encode(),
@@ -301,12 +319,7 @@ def write_part(out: Path, index: int, table: pa.Table, shards: Sequence[int], me
     table = table.cast(ARROW_SCHEMA).replace_schema_metadata(meta)
     path = part_path(out, index)
 
-    def write(tmp: Path) -> None:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-
-    _atomic_write(path, write)
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     return path
 
 

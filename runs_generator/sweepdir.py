@@ -184,14 +184,6 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, f"renameat2({a}, {b}, RENAME_EXCHANGE) failed: {os.strerror(err)}")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def finish_interrupted_compact(out: str | os.PathLike) -> None:
     """Complete or undo a compaction that was killed; a no-op otherwise (or while one runs).
 
@@ -360,12 +352,12 @@ def compact(out: str | os.PathLike, *, max_rows: int = DEFAULT_MAX_ROWS) -> Comp
             if written != sum(len(p) for p in plan):
                 raise SchemaError(f"{out}: compacted {written} rows, the plan has {sum(len(p) for p in plan)}")
             os.chmod(build, out.stat().st_mode & 0o7777)
-            _fsync_dir(build)
+            storage.fsync_path(build)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise
         atomic = _swap(build, out)
-        _fsync_dir(out.parent)
+        storage.fsync_path(out.parent)
         shutil.rmtree(build if atomic else _siblings(out)[1], ignore_errors=True)
     return CompactResult(out, len(files), len(groups), written, atomic)
 

@@ -79,6 +79,35 @@ def test_shard_roundtrip_with_schema_and_metadata(tmp_path):
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
 
 
+def test_a_shard_reaches_the_disk_before_its_name(tmp_path, monkeypatch):
+    """The temp file is fsynced before the rename and the directory after, so a power loss cannot leave a
+    finished-looking shard name on a short file (a resumed sweep would skip it for good)."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    names = {}
+
+    def fsync(fd):
+        events.append(("fsync", names.get(fd, "?")))
+        real_fsync(fd)
+
+    def open_(path, flags, *a, **k):
+        fd = real_open(path, flags, *a, **k)
+        names[fd] = "dir" if os.path.isdir(path) else ("temp" if os.path.basename(path).startswith(".") else "file")
+        return fd
+
+    def replace(a, b):
+        events.append(("replace", os.path.basename(b)))
+        real_replace(a, b)
+
+    real_open = os.open
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(storage.os, "open", open_)
+    monkeypatch.setattr(storage.os, "replace", replace)
+    path = storage.write_shard(tmp_path, 0, _rows(2), {})
+    assert events == [("fsync", "temp"), ("replace", path.name), ("fsync", "dir")], events
+    assert len(pq.read_table(path)) == 2
+
+
 def test_reader_names_a_bad_column(tmp_path):
     import pyarrow as pa
 
