@@ -297,8 +297,12 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _train_shard(job: ShardJob) -> tuple[int, int, float]:
-    """Train one shard's runs and write its parquet file; return (shard, rows, seconds)."""
+def _train_shard(job: ShardJob, concurrent: int | None = None) -> tuple[int, int, float]:
+    """Train one shard's runs and write its parquet file; return (shard, rows, seconds).
+
+    ``concurrent``: chunks interleaved by the engine (None: its default; see
+    :func:`runs_generator.engine.train_runs`). A custom trainer is not passed it.
+    """
     from runs_generator.table import Provenance, make_row
     from runs_generator.tasks import make_task_data
 
@@ -316,6 +320,8 @@ def _train_shard(job: ShardJob) -> tuple[int, int, float]:
     from runs_generator.transfer import SOURCE_CACHE_DIR, source_cache_dir
 
     extra = {"pad_widths": cfg.pad_widths} if job.trainer is None and cfg.pad_widths is not None else {}
+    if job.trainer is None and concurrent is not None:
+        extra["concurrent"] = concurrent
     with source_cache_dir(cfg.out / SOURCE_CACHE_DIR):  # pretrained runs' source models, shared by every shard
         metrics = trainer(configs, data, engine=cfg.engine, device=device, **extra)
     if len(metrics) != len(configs):
@@ -339,23 +345,43 @@ def run_shard(job: ShardJob, retries: int = DEFAULT_RETRIES) -> ShardOutcome:
 
     Every failed attempt is recorded (error and traceback) under ``_failures/``;
     after the last one the outcome carries the error instead of raising, so one
-    bad shard does not stop the others. ``KeyboardInterrupt`` and other
-    non-``Exception`` errors propagate (the shard stays missing and a rerun
-    trains it). This is what every backend runs, wherever it runs it.
+    bad shard does not stop the others. An attempt that ran out of GPU memory
+    is retried with the device's cache emptied and one chunk at a time (the
+    engine interleaves several on CUDA; the rows are the same either way).
+    ``KeyboardInterrupt`` and other non-``Exception`` errors propagate (the
+    shard stays missing and a rerun trains it). This is what every backend
+    runs, wherever it runs it.
     """
     if storage.shard_path(job.cfg.out, job.shard).exists():  # a requeued or duplicate task: already done
         return ShardOutcome(job.shard, 0, 0.0, 0)
     t0 = time.perf_counter()
     error = None
+    concurrent = None
     for attempt in range(1, retries + 2):
         try:
-            _, rows, _ = _train_shard(job)
+            _, rows, _ = _train_shard(job, concurrent)
             return ShardOutcome(job.shard, rows, time.perf_counter() - t0, attempt)
         except Exception as exc:  # noqa: BLE001 - any error of one shard is recorded, not fatal to the sweep
             storage.record_failure(job.cfg.out, job.shard, exc, attempt)
             error = f"{type(exc).__name__}: {exc}"
             log.warning("shard %d failed (attempt %d of %d): %s", job.shard, attempt, retries + 1, error)
+            if _out_of_memory(exc) and concurrent != 1:
+                concurrent = 1
+                log.warning("shard %d: out of device memory; retrying with one chunk at a time", job.shard)
     return ShardOutcome(job.shard, 0, time.perf_counter() - t0, retries + 1, error)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's out-of-memory error (then the device's cached blocks are freed)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    if not isinstance(exc, torch.cuda.OutOfMemoryError):
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return True
 
 
 def run_shards(jobs: Sequence[ShardJob], retries: int = DEFAULT_RETRIES,

@@ -332,6 +332,34 @@ def test_a_shard_that_keeps_failing_is_reported_and_the_others_are_written(tmp_p
     assert st.complete and st.retried == [2] and st.rows_done == 12
 
 
+def test_a_shard_out_of_gpu_memory_is_retried_one_chunk_at_a_time(tmp_path, monkeypatch):
+    """An out-of-memory error (a GPU with interleaved chunks) is recorded, and the retry runs one chunk at a
+    time; the shard's rows are those of a sweep that never ran out."""
+    import torch
+
+    from runs_generator import engine
+
+    fix = {"task": "teacher", "width": 8, "depth": 1, "steps": 8, "n_train": 64}
+    kw = dict(runs=4, seed=5, fix=fix, workers=1, device="cpu", space="small", shard_size=4)
+    full = generate(out=tmp_path / "full", **kw)
+    real, seen = engine.train_runs, []
+
+    def tight(configs, data, **k):
+        seen.append(k.get("concurrent"))
+        if k.get("concurrent") != 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(configs, data, **k)
+
+    monkeypatch.setattr(engine, "train_runs", tight)
+    out = generate(out=tmp_path / "oom", retries=2, **kw)
+    n = len(json.loads((out / storage.MANIFEST).read_text())["plan"])
+    assert n >= 1 and seen == [None, 1] * n, seen  # per shard: the engine's default, then one chunk at a time
+    pd.testing.assert_frame_equal(_rows(out), _rows(full))
+    rec = storage.read_failures(out)
+    assert sorted(rec) == list(range(n)) and all([a["attempt"] for a in rec[i]] == [1] for i in rec)
+    assert "out of memory" in rec[0][0]["traceback"]
+
+
 def test_retries_out_of_range_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="'retries'"):
         generate(runs=4, seed=0, out=tmp_path, trainer=fake_train, retries=-1, **KW)
