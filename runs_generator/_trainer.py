@@ -265,7 +265,9 @@ def train_steps(ms: ModelSet, *, fused: bool | None = None,
                 best_val = _keep_best(ms, params, running, due[t + 1], best, best_val, flat)
         yield
     if due:
-        es = ms.early_stop
+        # a model whose validation loss was never finite keeps its final state (non-finite metrics: a diverged
+        # row), not the initial one, which would pass for an untrained model's
+        es = ms.early_stop & torch.isfinite(best_val)
         for b, v in zip(best, (flat, *running.values())):
             v.copy_(torch.where(_col(es, v), b, v))
     stats = TrainStats(

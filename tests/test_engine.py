@@ -489,6 +489,30 @@ def test_graphed_training_loop_equals_the_eager_loop(device: str, monkeypatch) -
         _assert_same_metrics(a, b, f"run {i}: eager vs graphed loop")
 
 
+def test_early_stopping_without_a_finite_validation_loss_keeps_the_final_state(monkeypatch) -> None:
+    """Early stopping restores each model's best validated state; a model whose validation loss was never
+    finite keeps its final state (as if its last validation were its best), not its initial weights,
+    whose metrics would pass for a trained run's."""
+    from runs_generator import _trainer
+
+    cfg = replace(toy_config(width=16), steps=20, batch_size=16, early_stopping=True)
+    data = toy_data(cfg)
+    calls = [0]
+
+    def improving(ms, params, running):  # every validation is the best so far: the final state is kept
+        calls[0] += 1
+        return torch.full((ms.r,), -float(calls[0]), dtype=ms.dtype, device=ms.device)
+
+    monkeypatch.setattr(_trainer, "_val_loss", improving)
+    final = train_runs([cfg], [data], dtype=torch.float64)[0]
+    assert calls[0] > 1
+    monkeypatch.setattr(_trainer, "_val_loss", lambda ms, params, running: torch.full(
+        (ms.r,), float("nan"), dtype=ms.dtype, device=ms.device))
+    never = train_runs([cfg], [data], dtype=torch.float64)[0]
+    _assert_same_metrics(final, never, "validation loss never finite vs always improving")
+    assert never.train_loss_final < 0.9 * never.train_loss_initial  # trained, not reset to the initial weights
+
+
 def test_a_failed_block_capture_trains_every_remaining_step_eagerly(monkeypatch) -> None:
     """The one-step graph captures, the block of GRAPH_STEPS fails (on a GPU: memory, an op that cannot
     be captured): the loop warns and trains every remaining step eagerly, each counted once, so the
