@@ -246,6 +246,11 @@ class SlurmBackend:
             raise ConfigError('--backend slurm needs submitit: pip install "udl-causal[slurm]"') from None
         folder = Path(self.folder) if self.folder is not None else Path(out) / "_submitit" / "%j"
         ex = submitit.AutoExecutor(folder=folder, cluster=self.cluster, slurm_max_num_timeout=self.max_requeues)
+        if self.cluster is None and ex.cluster != "slurm":  # submitit fell back to running the tasks here
+            raise ConfigError(
+                "--backend slurm found no SLURM on this machine (submitit detects it by `srun` on PATH), so "
+                "nothing would be submitted; run `udl generate` on a SLURM login node, or use --backend local "
+                "(SlurmBackend(cluster='local') runs submitit's local executor on purpose, e.g. in tests)")
         params: dict = {"name": "udl-generate", "timeout_min": self.time_min, "gpus_per_node": self.gpus_per_task,
                         "cpus_per_task": self.cpus_per_task, "tasks_per_node": 1, "nodes": 1}
         if self.mem_gb is not None:
@@ -344,6 +349,17 @@ class RayBackend:
         _need(_is_int(self.max_task_retries) and self.max_task_retries >= 0, "max_task_retries", "an integer >= 0",
               self.max_task_retries)
 
+    def _check_feasible(self, resources: dict) -> None:
+        """Refuse shard tasks that no node of the cluster can run (Ray would wait for them forever)."""
+        for key, need, option in (("GPU", self.gpus_per_shard, "gpus_per_shard"),
+                                  ("CPU", self.cpus_per_shard, "cpus_per_shard")):
+            have = float(resources.get(key, 0.0))
+            if need > have:
+                raise ConfigError(
+                    f"{option}={need:g} but the Ray cluster has {have:g} {key}(s) in all, so no shard could ever "
+                    f"start; lower --{option.replace('_', '-')} (0 trains on the CPU) or connect to a cluster with "
+                    f"{key}s (an autoscaling cluster: start such a node first)")
+
     def run(self, jobs: Sequence["ShardJob"], retries: int, on_done: OnDone) -> bool:
         try:
             import ray
@@ -358,6 +374,7 @@ class RayBackend:
                      configure_logging=False, log_to_driver=False)
             started = True
         try:
+            self._check_feasible(ray.cluster_resources())
             remote = ray.remote(num_cpus=self.cpus_per_shard, num_gpus=self.gpus_per_shard,
                                 max_retries=self.max_task_retries)(_ray_run_shard)
             pending = {remote.remote(job, retries): job for job in jobs}

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fix", action="append", default=[], metavar="LEVER=VALUE",
                    help="hold a lever constant (repeatable), e.g. --fix optimizer=adam")
     p.add_argument("--vary", action="append", default=[], metavar="LEVER=V1,V2",
-                   help="cycle a lever over values, runs spread evenly (repeatable), e.g. --vary depth=1,4")
+                   help="cycle a lever over values, runs spread evenly (repeatable), e.g. --vary optimizer=sgd,adam")
     p.add_argument("--shards", metavar="I/N", default=None,
                    help="run only slice I of N (0-based): shards s with s %% N == I; slices may run anywhere, "
                         "in any order, into one --out, e.g. --shards $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")

@@ -342,10 +342,13 @@ def shards_in_file(path: Path) -> list[int]:
                           "the directory is damaged: restore it or regenerate the sweep") from None
 
 
-def shard_locations(out: Path) -> dict[int, list[str]]:
-    """Shard index -> the data files holding its rows (more than one means duplicated rows)."""
+def shard_locations(out: Path, skip: "set[str] | frozenset[str]" = frozenset()) -> dict[int, list[str]]:
+    """Shard index -> the data files holding its rows (more than one means duplicated rows); files named in
+    ``skip`` are left out."""
     where: dict[int, list[str]] = {}
     for p in data_files(out):
+        if p.name in skip:
+            continue
         for s in shards_in_file(p):
             where.setdefault(s, []).append(p.name)
     return where

@@ -347,7 +347,9 @@ def run_shard(job: ShardJob, retries: int = DEFAULT_RETRIES) -> ShardOutcome:
     after the last one the outcome carries the error instead of raising, so one
     bad shard does not stop the others. An attempt that ran out of GPU memory
     is retried with the device's cache emptied and one chunk at a time (the
-    engine interleaves several on CUDA; the rows are the same either way).
+    engine interleaves several on CUDA; the rows are the same either way). A
+    :class:`~causal.errors.ConfigError` (a setting this machine cannot run) is
+    not retried.
     ``KeyboardInterrupt`` and other non-``Exception`` errors propagate (the
     shard stays missing and a rerun trains it). This is what every backend
     runs, wherever it runs it.
@@ -365,10 +367,12 @@ def run_shard(job: ShardJob, retries: int = DEFAULT_RETRIES) -> ShardOutcome:
             storage.record_failure(job.cfg.out, job.shard, exc, attempt)
             error = f"{type(exc).__name__}: {exc}"
             log.warning("shard %d failed (attempt %d of %d): %s", job.shard, attempt, retries + 1, error)
+            if isinstance(exc, ConfigError):  # a setting this machine cannot run: another attempt fails alike
+                break
             if _out_of_memory(exc) and concurrent != 1:
                 concurrent = 1
                 log.warning("shard %d: out of device memory; retrying with one chunk at a time", job.shard)
-    return ShardOutcome(job.shard, 0, time.perf_counter() - t0, retries + 1, error)
+    return ShardOutcome(job.shard, 0, time.perf_counter() - t0, attempt, error)
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -471,12 +475,16 @@ def run_sweep(
         When shards failed every attempt (after the others finished).
     """
     from runs_generator import sweepdir
-    from runs_generator.backends import get_backend
+    from runs_generator.backends import LocalBackend, get_backend
 
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise ConfigError(f"sweep setting 'retries' must be an integer in [0, 100]; received {retries!r}")
     piece = None if shards is None else ShardSlice.parse(shards)
     runner = get_backend(backend, workers=cfg.workers)
+    if trainer is None and isinstance(runner, LocalBackend):  # trains here: a device this machine lacks is an
+        from runs_generator.engine import resolve_device   # error now (a cluster's nodes may have what this lacks)
+
+        resolve_device(cfg.device)
     t0 = time.perf_counter()
     sweepdir.finish_interrupted_compact(cfg.out)  # first: a killed compact may have left no directory at out
     out = storage.prepare_dir(cfg.out)
@@ -513,7 +521,7 @@ def run_sweep(
 
     def on_done(outcome: ShardOutcome) -> None:
         outcomes.append(outcome)
-        progress.update(len(plan[outcome.shard]))
+        progress.update(len(plan[outcome.shard]) if outcome.error is None else 0)  # done means written
 
     try:
         waited = runner.run(jobs, retries, on_done) if jobs else True

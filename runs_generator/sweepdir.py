@@ -36,7 +36,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from causal.errors import ConfigError, SchemaError
@@ -64,17 +64,19 @@ class SweepStatus:
     duplicated: dict[int, list[str]]  # shard -> the files that each hold its rows (damage)
     rows_done: int
     files: int
+    damaged: dict[str, str] = field(default_factory=dict)  # unreadable data file -> the reader's error
 
     @property
     def complete(self) -> bool:
-        return not self.missing and not self.failed and not self.duplicated
+        return not self.missing and not self.failed and not self.duplicated and not self.damaged
 
     def as_json(self) -> dict:
         return {
             "out": str(self.out), "runs": self.runs, "shards": self.shards, "done": self.done,
             "missing": self.missing, "failed": self.failed, "errors": {str(k): v for k, v in self.errors.items()},
             "retried": self.retried, "duplicated": {str(k): v for k, v in self.duplicated.items()},
-            "rows_done": self.rows_done, "files": self.files, "complete": self.complete,
+            "rows_done": self.rows_done, "files": self.files, "damaged": dict(self.damaged),
+            "complete": self.complete,
         }
 
     def summary(self) -> str:
@@ -92,6 +94,9 @@ class SweepStatus:
             lines.append(f"... and {len(self.failed) - 20} more failed shards")
         for s, files in sorted(self.duplicated.items())[:20]:
             lines.append(f"DUPLICATED shard {s}: its rows are in {files}; remove all but one file")
+        for name, err in sorted(self.damaged.items())[:20]:
+            lines.append(f"DAMAGED file {name}: not readable ({err}); delete it and rerun the same `udl generate` "
+                         "command to retrain its shard(s)")
         return "\n".join(lines)
 
 
@@ -130,7 +135,8 @@ def _status(out: Path) -> SweepStatus:
     if not out.is_dir():
         raise ConfigError(f"{str(out)!r} is not a directory; pass the --out directory of `udl generate`")
     plan = _plan(out)
-    where = storage.shard_locations(out)
+    damaged = _unreadable(out)
+    where = storage.shard_locations(out, skip=set(damaged))
     failures = storage.read_failures(out)
     done = sorted(s for s in where if s < len(plan))
     failed = sorted(s for s in failures if s not in where and s < len(plan))
@@ -140,8 +146,22 @@ def _status(out: Path) -> SweepStatus:
         out=out, runs=sum(len(p) for p in plan), shards=len(plan), done=done, missing=missing, failed=failed,
         errors=errors, retried=sorted(s for s in failures if s in where),
         duplicated={s: f for s, f in where.items() if len(f) > 1}, rows_done=sum(len(plan[s]) for s in done),
-        files=len(storage.data_files(out)),
+        files=len(storage.data_files(out)), damaged=damaged,
     )
+
+
+def _unreadable(out: Path) -> dict[str, str]:
+    """Data files whose parquet footer cannot be read (cut short, overwritten), by name, with the error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bad = {}
+    for p in storage.data_files(out):
+        try:
+            pq.read_metadata(p)
+        except (OSError, pa.ArrowException) as exc:
+            bad[p.name] = str(exc).splitlines()[0][:200]
+    return bad
 
 
 # ------------------------------------------------------------------------------------------------ compact
@@ -296,6 +316,9 @@ def compact(out: str | os.PathLike, *, max_rows: int = DEFAULT_MAX_ROWS) -> Comp
                 problems.append(f"{len(st.failed)} failed ({_ranges(st.failed)[:80]})")
             if st.duplicated:
                 problems.append(f"{len(st.duplicated)} on disk twice ({sorted(st.duplicated)[:8]})")
+            if st.damaged:
+                problems.append(f"{len(st.damaged)} file(s) unreadable ({sorted(st.damaged)[:4]}: delete them and "
+                                "rerun `udl generate` to retrain their shards)")
             raise ConfigError(f"{out} is not a finished sweep: shards {'; '.join(problems)}. Finish it with the "
                               "same `udl generate` command (or fix the duplicates) before compacting")
         plan = _plan(out)
@@ -378,15 +401,21 @@ def _read_checked(path: Path):
 
     from causal.schema import SCHEMA_VERSION
 
-    table = pq.read_table(path)
+    import pyarrow as pa
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise SchemaError(f"{path.name}: not a readable parquet file ({str(exc).splitlines()[0][:200]}); delete it "
+                          "and rerun the same `udl generate` command to retrain its shard(s)") from None
     meta = table.schema.metadata or {}
     version = meta.get(b"udl.schema_version", b"?").decode()
     if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise SchemaError(f"{path.name}: schema version {version}, this reader expects {SCHEMA_VERSION}")
-    for field in storage.ARROW_SCHEMA:
-        if field.name not in table.schema.names:
-            raise SchemaError(f"{path.name}: column {field.name!r} is missing")
-        if table.schema.field(field.name).type != field.type:
-            raise SchemaError(f"{path.name}: column {field.name!r} has type {table.schema.field(field.name).type}, "
-                              f"expected {field.type}")
+    for col in storage.ARROW_SCHEMA:
+        if col.name not in table.schema.names:
+            raise SchemaError(f"{path.name}: column {col.name!r} is missing")
+        if table.schema.field(col.name).type != col.type:
+            raise SchemaError(f"{path.name}: column {col.name!r} has type {table.schema.field(col.name).type}, "
+                              f"expected {col.type}")
     return table.select(storage.ARROW_SCHEMA.names)

@@ -91,6 +91,15 @@ def test_ray_backend_retries_and_records_a_failing_shard(tmp_path, ray_cluster):
     assert "injected" in recs[0][0]["traceback"]
 
 
+def test_ray_backend_refuses_gpus_the_cluster_does_not_have(tmp_path, ray_cluster):
+    """Ray would wait forever for a task no node can run: asking for a GPU share on a CPU cluster is an error
+    that names the option, before any shard is queued."""
+    with pytest.raises(ConfigError, match=r"gpus_per_shard=0.25 but the Ray cluster has 0 GPU"):
+        generate(out=tmp_path / "s", backend=RayBackend(gpus_per_shard=0.25), **SWEEP)
+    assert storage.finished_shards(tmp_path / "s") == set()
+    assert ray_cluster.is_initialized()
+
+
 def _always_fails(configs, data, **kw):
     raise RuntimeError("injected")
 
@@ -105,6 +114,14 @@ def _always_fails(configs, data, **kw):
 def test_bad_backend_settings_name_the_setting(make, name):
     with pytest.raises(ConfigError, match=name):
         make()
+
+
+def test_slurm_backend_without_slurm_is_refused_not_run_locally(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun: submitit would pick its local executor
+    with pytest.raises(ConfigError, match="found no SLURM on this machine"):
+        SlurmBackend(partition="gpu").executor(tmp_path / "sweep")
+    assert SlurmBackend(cluster="local").executor(tmp_path / "sweep").cluster == "local"  # asked for: allowed
 
 
 def test_slurm_array_script_carries_the_options_and_requeues_on_timeout(tmp_path, monkeypatch):

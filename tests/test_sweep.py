@@ -360,6 +360,28 @@ def test_a_shard_out_of_gpu_memory_is_retried_one_chunk_at_a_time(tmp_path, monk
     assert "out of memory" in rec[0][0]["traceback"]
 
 
+def test_a_setting_this_machine_cannot_run_fails_once_not_per_retry(tmp_path):
+    from runs_generator.sweep import ShardsFailed
+
+    def unrunnable(configs, data, **kw):
+        raise ConfigError("device='cuda' was requested but torch sees no CUDA device")
+
+    with pytest.raises(ShardsFailed, match="ConfigError"):
+        generate(runs=6, seed=1, out=tmp_path / "s", shard_size=3, trainer=unrunnable, retries=2, **KW)
+    rec = storage.read_failures(tmp_path / "s")
+    assert rec and all([a["attempt"] for a in attempts] == [1] for attempts in rec.values()), rec
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(ConfigError, match="sees no CUDA device"):
+        generate(runs=4, seed=1, out=tmp_path / "s", device="cuda", **KW)
+    assert not (tmp_path / "s").exists()
+
+
 def test_retries_out_of_range_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="'retries'"):
         generate(runs=4, seed=0, out=tmp_path, trainer=fake_train, retries=-1, **KW)

@@ -100,6 +100,22 @@ def test_compact_refuses_rows_that_are_on_disk_twice(sweep):
         sweepdir.compact(sweep)
 
 
+def test_a_cut_short_shard_is_reported_damaged_and_compact_refuses_it_by_name(sweep):
+    """A data file cut short (a copy that failed, a disk fault) is not done: status names it and the fix, and
+    compact refuses the sweep with that message instead of a reader's traceback."""
+    path = sweep / "shard-00002.parquet"
+    path.write_bytes(path.read_bytes()[:300])
+    st = sweepdir.status(sweep)
+    assert list(st.damaged) == ["shard-00002.parquet"] and 2 not in st.done and not st.complete
+    assert "DAMAGED file shard-00002.parquet" in st.summary() and "delete it" in st.summary()
+    assert json.loads(json.dumps(st.as_json()))["damaged"]
+    with pytest.raises(ConfigError, match=r"1 file\(s\) unreadable \(\['shard-00002.parquet'\]"):
+        sweepdir.compact(sweep)
+    path.unlink()  # the fix the message gives: delete it and rerun the same command
+    generate(runs=RUNS, seed=4, out=sweep, shard_size=3, trainer=fake_train, **KW)
+    assert sweepdir.status(sweep).complete
+
+
 class Kill(BaseException):
     """A stand-in for SIGKILL at one point of the compaction (BaseException, like KeyboardInterrupt)."""
 
