@@ -201,6 +201,16 @@ class EdgeEffects(Result):
         "std_effect", "n", "expected_sign", "verdict",
     )
 
+    def _display_frame(self) -> pd.DataFrame:
+        """The summary's columns, plus the refuters' with ``refute`` and the linear fit's beside ``dml``."""
+        extra = []
+        if self.config.method == "dml":
+            extra += ["linear_estimate", "disagree_sign", "disagree_significance"]
+        if self.config.refute:
+            extra += ["placebo_p", "random_cause_effect", "subset_effect"]
+        cols = [c for c in (*self.display_columns, *extra) if c in self.summary.columns]
+        return self.summary[cols]
+
     def _info(self) -> dict[str, Any]:
         counts = self.summary["verdict"].value_counts() if len(self.summary) else pd.Series(dtype=int)
         return {
@@ -241,6 +251,7 @@ class EdgeEffects(Result):
             cols = ["regime", "estimate", "ci_low", "ci_high", "p_adjusted", "n", "expected_sign", "verdict"]
             text += "\n\nEdge 2 by overparameterization regime (edge 3)\n"
             text += format_table(self.moderation[cols], decimals=decimals)
+        text += self._unbounded_note()
         if len(self.skipped):
             text += "\n\nSkipped edges\n" + format_table(self.skipped[["number", "treatment", "outcome", "reason"]])
         if self.heterogeneity is not None and len(self.heterogeneity):
@@ -248,6 +259,32 @@ class EdgeEffects(Result):
             text += (f"\n\nEdges that differ across {self.by} (pooled estimates above are in within-{self.by} sd "
                      "units)\n" + format_table(het, decimals=decimals))
         return text
+
+    def _unbounded_note(self) -> str:
+        """A paragraph naming the edges with no finite CI, and why (empty when there are none)."""
+        import textwrap
+
+        if not len(self.summary):
+            return ""
+        s = self.summary
+        open_ci = ~(np.isfinite(s["ci_low"]) & np.isfinite(s["ci_high"]))
+        name = lambda rows: ", ".join(f"{r.number} ({r.treatment} -> {r.outcome}, {r.n} rows)"  # noqa: E731
+                                      for r in rows.itertuples())
+        parts = []
+        lost = s[open_ci & ~np.isfinite(s["estimate"])]
+        if len(lost):
+            parts.append(f"Not identified: {name(lost)}: in these rows the treatment is a combination of the "
+                         "columns adjusted for (e.g. it varies in one task only, or with another lever), so its "
+                         "effect cannot be separated from theirs.")
+        wide = s[open_ci & np.isfinite(s["estimate"])]
+        if len(wide):
+            parts.append(f"No finite CI: {name(wide)}: the rows cannot pin its standard error down (its "
+                         "treatment varies only in rows with leverage 1, e.g. a lever level that a single run "
+                         "has, or the regression has nearly as many regressors as rows).")
+        if not parts:
+            return ""
+        parts.append("Such edges are inconclusive; more runs identify them.")
+        return "\n\n" + textwrap.fill(" ".join(parts), width=100)
 
     def effect(self, treatment: str, outcome: str) -> pd.Series | pd.DataFrame:
         """The summary row of ``treatment → outcome`` (a :class:`causal.results.Row`: tiny p-values print).
@@ -503,7 +540,7 @@ def fit_edges(
     summary = _finish(pd.DataFrame(rows), config)
     with _dowhy.single_threaded():
         moderation = _moderation(data.assign(**{c: numeric[c] for c in numeric.columns if c not in data.columns}),
-                                 graph, gid, summary, config)
+                                 graph, gid, summary, config, skipped)
     return EdgeEffects(
         summary=summary,
         skipped=pd.DataFrame(skipped, columns=_SKIP_COLUMNS),
@@ -552,9 +589,11 @@ def _finish(summary: pd.DataFrame, config: FitConfig) -> pd.DataFrame:
 
 
 def _moderation(
-    data: pd.DataFrame, graph: CausalGraph, gid: nx.DiGraph, summary: pd.DataFrame, config: FitConfig
+    data: pd.DataFrame, graph: CausalGraph, gid: nx.DiGraph, summary: pd.DataFrame, config: FitConfig,
+    skipped: list[dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """Edge 2 per regime and with the capacity × overparameterized interaction."""
+    """Edge 2 per regime and with the capacity × overparameterized interaction; a regime that cannot be
+    estimated is appended to ``skipped`` with the reason."""
     cols = ["regime", "treatment", "outcome", "estimate", "std_error", "ci_low", "ci_high", "p_value",
             "p_adjusted", "n", "expected_sign", "verdict"]
     try:
@@ -578,6 +617,12 @@ def _moderation(
         part = frame[frame["_over"] == flag]
         adj = _independent(part, "capacity", [c for c in adjustment if part[c].nunique() > 1])[0]
         if len(part) < len(adj) + 5 or part["capacity"].nunique() < 2:
+            if skipped is not None:
+                skipped.append({"number": 2, "edge": f"capacity→variance ({name}-parameterized runs)",
+                                "treatment": "capacity", "outcome": f"variance ({name})",
+                                "reason": f"{len(part)} {name}-parameterized runs: too few for the "
+                                          f"{len(adj)} adjustment columns" if part["capacity"].nunique() >= 2
+                                          else f"capacity does not vary in the {len(part)} {name}-parameterized runs"})
             continue
         fit = ols(part["variance"].to_numpy(), part[["capacity", *adj]].to_numpy(), se=se, alpha=config.alpha)
         out.append({"regime": name, "estimate": fit.params[0], "std_error": fit.std_error[0],

@@ -160,6 +160,7 @@ def prepare(df: pd.DataFrame, graph: CausalGraph, *, adjust: str = "design", div
         raise SchemaError(f"{who} needs a pandas DataFrame, got {type(df).__name__}")
     if df.empty:
         raise SchemaError(f"{who} got an empty table (0 rows); load or simulate some runs first")
+    df = df.reset_index(drop=True)  # a duplicate index (pd.concat of two sweeps) would misalign columns
     n_input = len(df)
     n_div = 0
     if diverged == "exclude" and "diverged" in df.columns:

@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -106,6 +107,7 @@ def ols(y: np.ndarray, X: np.ndarray, *, se: str = DEFAULT_SE, alpha: float = 0.
     """
     import statsmodels.api as sm
     from scipy import stats
+    from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
     check_se(se)
     y = np.asarray(y, dtype="float64")
@@ -114,14 +116,69 @@ def ols(y: np.ndarray, X: np.ndarray, *, se: str = DEFAULT_SE, alpha: float = 0.
     scale = X.std(axis=0)
     scale[scale == 0] = 1.0
     A = np.column_stack([np.ones(n), (X - X.mean(axis=0)) / scale])
-    fit = sm.OLS(y, A).fit(cov_type=_COV[se])
-    params = fit.params[1:] / scale
-    bse = np.asarray(fit.bse)[1:] / scale
-    dof = int(max(n - p - 1, 1))
+    # handled below: HC3 at leverage 1 divides by 0; a rank-deficient design leaves some slopes unidentified
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularMatrixWarning)
+        fit = sm.OLS(y, A).fit(cov_type=_COV[se])
+        params = fit.params[1:] / scale
+        bse = np.asarray(fit.bse)[1:] / scale
+    rank = int(fit.model.rank)  # from the fit's own SVD
+    if rank < p + 1:
+        lost = _unidentified(A, rank)
+        params, bse = np.where(lost, np.nan, params), np.where(lost, np.nan, bse)
+    if se == "hc3":
+        leverage = ((A @ fit.normalized_cov_params) * A).sum(axis=1)  # diag of A (A'A)^+ A'
+        reduced = _without_leverage_one(y, X, leverage, params, se, alpha)
+        if reduced is not None:
+            return reduced
+    dof = int(max(n - rank, 1))
     tcrit = float(stats.t.ppf(1 - alpha / 2, dof))
     with np.errstate(divide="ignore", invalid="ignore"):
         pv = np.where(bse > 0, 2 * stats.t.sf(np.abs(params / bse), dof), np.nan)
     return OLSFit(params, bse, params - tcrit * bse, params + tcrit * bse, pv, n, dof, se)
+
+
+def _unidentified(A: np.ndarray, rank: int) -> np.ndarray:
+    """Slopes (columns of ``A`` after the intercept) that a rank-deficient design does not identify.
+
+    A column is identified when dropping it lowers the rank (it is not a
+    combination of the others). The others get NaN, not the minimum-norm value
+    that the pseudo-inverse picks (which depends on the columns' scaling and
+    would pass for an estimate); identified slopes and their errors are the
+    same whatever the unidentified columns are.
+    """
+    return np.array([np.linalg.matrix_rank(np.delete(A, j, axis=1)) == rank for j in range(1, A.shape[1])])
+
+
+def _without_leverage_one(y, X, h, params, se, alpha) -> OLSFit | None:
+    """HC3 where some rows have leverage 1, or None when none has.
+
+    HC3 divides each residual by ``1 - h``. A row with leverage ``h = 1`` (a
+    regressor that is non-zero in that row alone, as a rare lever level in a
+    small sweep) has residual 0, so it makes every standard error infinite or
+    NaN, or, with ``1 - h`` a rounding error away from 0, gives that
+    regressor an arbitrary error (a spurious p of 1e-9 was seen). Such a row is
+    fit exactly whatever the other slopes are, so it carries no information
+    about them: their slopes and HC3 errors are those of the other rows, and
+    are computed there. A regressor that is constant on the other rows keeps
+    its slope and gets a NaN error and p-value: it is not identified apart from
+    those rows.
+    """
+    keep = h < 1 - 1e-8  # h: each row's leverage
+    if keep.all():
+        return None
+    if keep.sum() < 3:
+        nan = np.full(X.shape[1], np.nan)
+        return OLSFit(params, nan, nan, nan, nan, len(y), 1, se)
+    Xk = X[keep]
+    cols = np.flatnonzero(Xk.std(axis=0) > 0)
+    sub = ols(y[keep], Xk[:, cols], se=se, alpha=alpha)
+    p = X.shape[1]
+    bse, lo, hi, pv = (np.full(p, np.nan) for _ in range(4))
+    bse[cols], lo[cols], hi[cols], pv[cols] = sub.std_error, sub.ci_low, sub.ci_high, sub.p_value
+    out_params = params.copy()
+    out_params[cols] = np.where(np.isfinite(params[cols]), sub.params, np.nan)
+    return OLSFit(out_params, bse, lo, hi, pv, sub.n, sub.dof, se)
 
 
 def adjust_pvalues(p: Sequence[float] | np.ndarray, method: str = DEFAULT_CORRECTION) -> np.ndarray:

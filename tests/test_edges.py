@@ -145,6 +145,17 @@ def test_dml_recovers_effects_and_is_reproducible():
     pd.testing.assert_frame_equal(fx.summary, fit_edges(sim.data, method="dml", seed=1).summary)
     assert {"linear_estimate", "linear_p_adjusted", "disagree_sign", "disagree_significance", "overlap"} <= set(
         fx.summary.columns)
+    header = fx.summary_text().split("\n\n")[1].splitlines()[0]  # the printed table shows the linear fit too
+    assert "linear_estimate" in header and "disagree_sign" in header and "placebo_p" not in header
+
+
+def test_refuters_are_printed_when_asked_for():
+    sim = simulate_linear_scm(400, seed=3, columns=["init_quality", "residual", "gradient_stability"])
+    plain = fit_edges(sim.data, seed=0).summary_text()
+    fx = fit_edges(sim.data, seed=0, refute=True)
+    header = fx.summary_text().split("\n\n")[1].splitlines()[0]
+    assert "placebo_p" in header and "subset_effect" in header and "placebo_p" not in plain
+    assert fx.summary["placebo_p"].notna().all()
 
 
 @pytest.mark.slow
@@ -263,6 +274,82 @@ def test_constant_outcome_is_skipped_and_nan_p_values_do_not_poison_bh():
     assert fx.summary["p_adjusted"].notna().all()
     adj = _adjust_p(np.array([0.001, np.nan, 0.02]), "fdr_bh")
     assert np.isnan(adj[1]) and adj[0] == pytest.approx(0.002) and adj[2] == pytest.approx(0.02)
+
+
+def test_hc3_with_a_leverage_one_row_uses_the_other_rows_and_no_spurious_error():
+    """A regressor non-zero in one row alone gives that row leverage 1: HC3 then divides by 0 (every error
+    infinite) or by a rounding error (an arbitrary error for that regressor). The other slopes and errors
+    are those of the other rows; the lone regressor's error is NaN, never a p-value."""
+    import warnings
+
+    from causal.regression import ols
+
+    rng = np.random.default_rng(0)
+    n_inf = n_spurious = 0
+    for j in range(40):
+        n = 45
+        lone = (np.arange(n) == j).astype(float)
+        x = rng.normal(size=(n, 2))
+        y = 0.5 * x[:, 0] + rng.normal(size=n)
+        X = np.column_stack([x, lone])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no divide-by-zero warning reaches the user
+            fit = ols(y, X)
+        rest = ols(np.delete(y, j), np.delete(x, j, axis=0))
+        np.testing.assert_allclose(fit.params[:2], rest.params, rtol=1e-9)
+        np.testing.assert_allclose(fit.std_error[:2], rest.std_error, rtol=1e-9)
+        assert np.isnan(fit.std_error[2]) and np.isnan(fit.p_value[2]) and fit.n == n - 1
+        import statsmodels.api as sm  # what HC3 alone gives on these rows
+
+        A = np.column_stack([np.ones(n), (X - X.mean(0)) / X.std(0)])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            raw = np.asarray(sm.OLS(y, A).fit(cov_type="HC3").bse)
+        n_inf += not np.isfinite(raw).all()
+        n_spurious += bool(np.isfinite(raw[3]))
+    assert n_inf > 0 and n_spurious > 0, (n_inf, n_spurious)  # both failure modes occur among these draws
+
+
+def test_an_edge_without_a_finite_ci_is_explained_in_the_summary(fits):
+    from dataclasses import replace as _replace
+
+    fx = fits[0][1]
+    assert "No finite CI" not in fx.summary_text()
+    s = fx.summary.copy()
+    s.loc[s.index[0], ["ci_low", "ci_high"]] = [-np.inf, np.inf]
+    s.loc[s.index[1], ["estimate", "ci_low", "ci_high"]] = np.nan
+    text = _replace(fx, summary=s).summary_text()
+    r, q = s.iloc[0], s.iloc[1]
+    assert f"No finite CI: {r['number']} ({r['treatment']} -> {r['outcome']}" in text and "inconclusive" in text
+    assert f"Not identified: {q['number']} ({q['treatment']} -> {q['outcome']}" in text
+
+
+def test_tables_concatenated_with_a_duplicate_index_are_analysed_as_their_rows():
+    from causal.simulate_sweep import simulate_sweep
+
+    a, b = simulate_sweep(600, seed=1).data, simulate_sweep(600, seed=2).data
+    both = pd.concat([a, b])  # index 0..599 twice, as pd.concat of two loaded sweeps gives
+    assert not both.index.is_unique and {"task", "problem"} <= set(both.columns)  # units are standardized
+    fx = fit_edges(both, seed=0)
+    ref = fit_edges(both.reset_index(drop=True), seed=0)
+    pd.testing.assert_frame_equal(fx.summary, ref.summary)
+    assert fx.summary["n"].max() > 1000  # the rows of both tables
+
+
+def test_a_collinear_regressor_is_not_identified_and_the_others_keep_their_fit():
+    import warnings
+
+    from causal.regression import ols
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = 0.5 * x[:, 0] + x[:, 1] + rng.normal(size=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # statsmodels' SingularMatrixWarning is handled, not printed
+        fit = ols(y, np.column_stack([x, x[:, 1] + x[:, 2]]))
+    full = ols(y, x)
+    assert fit.params[0] == pytest.approx(full.params[0], rel=1e-9)
+    assert fit.std_error[0] == pytest.approx(full.std_error[0], rel=1e-9) and fit.dof == full.dof
+    assert np.isnan(fit.params[1:]).all() and np.isnan(fit.p_value[1:]).all()
 
 
 # ---- the design: recovery on sweep-like data ---------------------------------------------
