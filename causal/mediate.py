@@ -212,7 +212,8 @@ class MediationTable(Result):
     results : dict of str -> MediationResult
         The full decomposition per path (keyed by the ``path`` text).
     skipped : dict of str -> str
-        Paths not estimated and why (an edge a missing column confounds).
+        Paths not estimated and why (an edge a missing column confounds, an unusable column on a default
+        path, too few rows for the path's regressions).
     units : pandas.DataFrame
         As :attr:`MediationResult.units`.
     """
@@ -241,6 +242,22 @@ class MediationTable(Result):
                 "n_boot": self.n_boot,
                 "ci": f"{100 * (1 - self.alpha):g}%", "correction": self.correction, "seed": self.seed,
                 "units": describe_units(self.units)}
+
+    def summary_text(self, *, decimals: int = 3) -> str:
+        from causal.results import format_table
+        from causal.totals import SKIPPED_SHOWN
+
+        text = super().summary_text(decimals=decimals)
+        if self.skipped:  # one line per reason: the paths it skipped (all in .skipped)
+            by_reason: dict[str, list[str]] = {}
+            for path, reason in self.skipped.items():
+                by_reason.setdefault(reason, []).append(path)
+            frame = pd.DataFrame({"paths": [", ".join(v) if len(v) <= 2 else f"{len(v)} paths" for v in
+                                             by_reason.values()], "reason": list(by_reason)})
+            more = len(frame) - SKIPPED_SHOWN
+            text += ("\n\nSkipped paths (all in .skipped)\n" + format_table(frame.head(SKIPPED_SHOWN))
+                     + (f"\n... and {more} more" if more > 0 else ""))
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly: the per-path table plus every path's ``decomposition``."""
@@ -392,25 +409,37 @@ _RANDOMIZED = ("lever", "context", "design")
 
 
 def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: CausalGraph, n_boot: int, seed: int,
-               alpha: float, adjust: str, diverged: str) -> tuple[dict[tuple[str, ...], MediationResult], Any]:
+               alpha: float, adjust: str, diverged: str, *, lenient: bool = False,
+               ) -> tuple[dict[tuple[str, ...], MediationResult], Any]:
+    """Fit ``paths``; a path that cannot be estimated here is in ``prep.notes`` ('path A -> B') with the reason.
+
+    ``lenient`` (the default paths, which the user did not name): a path with an unusable column is skipped
+    with the reason instead of raising.
+    """
     from causal._dowhy import is_valid_direct_adjustment
     from causal.design import intervention_levers
     from causal.prepare import prepare
-    from causal.totals import randomized_totals
+    from causal.totals import MIN_ROWS_PER_REGRESSOR, randomized_totals
 
     _check_options(n_boot, alpha)
     prep = prepare(df, graph, adjust=adjust, diverged=diverged, who="mediation")
     data, gid = prep.data, prep.gid
     full = graph.column_graph()
     g, dropped = _present_graph(data, graph)
+    skipped: dict[str, str] = {}
     for p in paths:
-        _validate_path(p, data, full, g, dropped)
+        try:
+            _validate_path(p, data, full, g, dropped)
+        except (GraphError, SchemaError) as exc:
+            if not lenient:
+                raise
+            skipped[" -> ".join(p)] = str(exc)
+    paths = [p for p in paths if " -> ".join(p) not in skipped]
     latent = {n for n in gid if gid.nodes[n].get("latent")}
     book = nx.DiGraph([(u, v) for u, v, d in gid.edges(data=True)
                        if not d.get("design") and u not in latent and v not in latent])
     book.add_nodes_from(v for p in paths for v in p)
     out: dict[tuple[str, ...], MediationResult] = {}
-    skipped: dict[str, str] = {}
     for p in paths:
         for a, b in zip(p[:-1], p[1:]):  # every coefficient of the path must be a direct effect
             regs = [u for u in gid.predecessors(b) if u not in latent and u != a]
@@ -429,16 +458,22 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
         # a randomized source's total: the one estimator of total_effects, on its rows and resamples
         sources = list(dict.fromkeys(p[0] for p in paths if p[-1] == target
                                      and gid.nodes[p[0]].get("kind") in _RANDOMIZED))
-        tot = randomized_totals(prep, target, sources, n_boot=n_boot, seed=seed)
+        mine = [p for p in paths if p[-1] == target]
+        try:
+            tot = randomized_totals(prep, target, sources, n_boot=n_boot, seed=seed)
+        except SchemaError as exc:  # too few rows for the target's totals: these paths cannot be estimated
+            if not lenient:
+                raise
+            skipped.update({" -> ".join(p): str(exc) for p in mine})
+            continue
         interventions_all = prep.expand([lv for lv in intervention_levers() if lv in prep.columns])
         cols = list(dict.fromkeys([*equations, *(c for r in equations.values() for c in r), *interventions_all]))
         frame = prep.numeric[cols].dropna()
         frame = frame[frame.index.isin(tot.rows)]  # the SEM's rows are a subset of the totals' resampled rows
         if len(frame) < len(cols) + 3:
-            raise SchemaError(
-                f"only {len(frame)} rows have every column the paths to {target!r} need "
-                f"({', '.join(cols)}); drop rows or columns with missing values"
-            )
+            skipped.update({" -> ".join(p): f"only {len(frame)} rows have every column the paths to {target!r} "
+                            f"need ({', '.join(cols)}); drop rows or columns with missing values" for p in mine})
+            continue
         frame = frame.loc[:, [c for c in cols if frame[c].nunique() > 1 or c in equations]]
         # as in fit_edges: a mediator parent's coefficient also adjusts for every raw lever (interventions
         # too: the loss, the signed init scale); a lever parent's does not (its intervention is the treatment)
@@ -454,6 +489,11 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
                                   (wide, [r for r in mediators if r in wide])]
             else:
                 regressions[v] = [(base, base)]
+        widest = max(len(c) for regs in regressions.values() for c, _ in regs)
+        if len(frame) < MIN_ROWS_PER_REGRESSOR * (1 + widest):  # else near-singular resamples set the CIs
+            skipped.update({" -> ".join(p): f"{len(frame)} rows for regressions of up to {1 + widest} regressors, "
+                            f"fewer than {MIN_ROWS_PER_REGRESSOR} per regressor: generate more runs" for p in mine})
+            continue
         totals = {(src, target): (tot.estimate[src], tot.draws[src]) for src in tot.estimate}
         sem = LinearSEM.fit(frame, regressions, n_boot=n_boot, seed=seed, totals=totals,
                             universe=(len(tot.rows), tot.rows.get_indexer(frame.index)))
@@ -537,7 +577,8 @@ def mediation_paths(df: pd.DataFrame, paths: Iterable[str | Sequence[str]] | Non
     parsed = default_paths(df, graph) if paths is None else [parse_path(p) for p in paths]
     parsed = list(dict.fromkeys(parsed))
     with single_threaded():
-        results, prep = _run_paths(df, parsed, graph, n_boot, seed, alpha, adjust, diverged) if parsed else ({}, None)
+        results, prep = (_run_paths(df, parsed, graph, n_boot, seed, alpha, adjust, diverged, lenient=paths is None)
+                         if parsed else ({}, None))
     n_div = prep.n_diverged if prep is not None else 0
     units = _path_units(prep, list(results)) if prep is not None else pd.DataFrame()
     results = {p: replace(r, adjust=adjust, diverged=diverged, n_diverged=n_div, units=_path_units(prep, [p]))

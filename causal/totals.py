@@ -50,6 +50,8 @@ _MIN_ROWS = 30
 #: regressor), and their bootstrap CIs for log_lr -> generalization spanned +-0.9 to +-39 units of accuracy or R² (a
 #: few near-singular resamples set the sd); graph, MNIST-1D and sequence (3.0-4.0 per regressor) gave 0.08-0.21
 MIN_ROWS_PER_REGRESSOR = 3
+#: skipped effects printed under the summary (all are in ``.skipped``)
+SKIPPED_SHOWN = 25
 #: mediators and outcomes :func:`total_effects` reports by default (those present)
 DEFAULT_OUTCOMES = ("gradient_stability", "sharpness", "implicit_reg", "bias_sq", "variance", "convergence",
                     "generalization", "test_loss", "test_error", "gen_gap", "deployment_risk", "ece",
@@ -283,6 +285,20 @@ class TotalEffects(Result):
                 "units": "pooled: " + describe_units(self.units) + "; families: raw units",
                 "estimated": f"{len(self.summary)} ({len(self.skipped)} skipped)"}
 
+    def summary_text(self, *, decimals: int = 3) -> str:
+        from causal.results import format_table
+
+        text = super().summary_text(decimals=decimals)
+        if len(self.skipped):  # one line per family and outcome: the levers skipped there and the first reason
+            g = self.skipped.groupby(["family", "outcome"], sort=False)
+            frame = g.agg(levers=("lever", "size"), reason=("reason", "first")).reset_index()
+            frame["levers"] = [", ".join(v) if len(v) <= 3 else f"{len(v)} levers"
+                               for v in g["lever"].agg(list)]
+            more = len(frame) - SKIPPED_SHOWN
+            text += ("\n\nSkipped (the first reason of each family and outcome; all in .skipped)\n"
+                     + format_table(frame.head(SKIPPED_SHOWN)) + (f"\n... and {more} more" if more > 0 else ""))
+        return text
+
     def effect(self, lever: str, outcome: str, family: str = "pooled") -> pd.Series:
         """The summary row of ``lever → outcome`` in ``family`` ('pooled' or 'task/problem')."""
         s = self.summary
@@ -350,14 +366,15 @@ def _scope(df: pd.DataFrame, family: str, graph: CausalGraph, levers: Sequence[s
         skipped.extend({"family": family, "lever": lv, "outcome": target, "reason": r}
                        for lv, r in tot.skipped.items())
         names = list(tot.estimate)
-        if family != "pooled":  # a family's rows must carry its regressions (the pooled fit always runs)
-            few = {s: 1 + len(tot.adjustment[s]) for s in names
-                   if len(tot.rows) < MIN_ROWS_PER_REGRESSOR * (1 + len(tot.adjustment[s]))}
-            skipped.extend({"family": family, "lever": s, "outcome": target,
-                            "reason": f"{len(tot.rows)} rows for {k} regressors, fewer than "
-                                      f"{MIN_ROWS_PER_REGRESSOR} per regressor: read the pooled estimate, or "
-                                      f"generate more runs of this family"} for s, k in few.items())
-            names = [s for s in names if s not in few]
+        # the rows must carry the regression, or the bootstrap CI is set by near-singular resamples
+        few = {s: 1 + len(tot.adjustment[s]) for s in names
+               if len(tot.rows) < MIN_ROWS_PER_REGRESSOR * (1 + len(tot.adjustment[s]))}
+        fix = ("generate more runs" if family == "pooled"
+               else "read the pooled estimate, or generate more runs of this family")
+        skipped.extend({"family": family, "lever": s, "outcome": target,
+                        "reason": f"{len(tot.rows)} rows for {k} regressors, fewer than "
+                                  f"{MIN_ROWS_PER_REGRESSOR} per regressor: {fix}"} for s, k in few.items())
+        names = [s for s in names if s not in few]
         if not names:
             continue
         st = boot_stats(np.array([tot.estimate[s] for s in names]),
@@ -431,6 +448,8 @@ def total_effects(runs: pd.DataFrame, *, levers: Iterable[str] | None = None, ou
             for level in sorted(fam.dropna().unique()):
                 part = runs.loc[(fam == level).to_numpy()]
                 if len(part) < _MIN_ROWS:
+                    skipped.append({"family": str(level), "lever": "(all)", "outcome": "(all)",
+                                    "reason": f"{len(part)} runs, fewer than {_MIN_ROWS}: read the pooled estimates"})
                     continue
                 r, s, _ = _scope(part, str(level), graph, levers, outcomes, n_boot, seed, alpha, adjust, diverged)
                 rows.extend(r)
