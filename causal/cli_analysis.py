@@ -137,10 +137,10 @@ def _write(result: Any, out: str | None) -> None:
 
 def _mediate(args: argparse.Namespace) -> int:
     _check_out(args.out)
-    from causal.load import load_runs
+    from causal.cli_fit import load_data
     from causal.mediate import mediation_paths
 
-    df = load_runs(args.data)
+    df = load_data(args.data)
     table = mediation_paths(df, args.path, n_boot=args.n_boot, seed=args.seed, alpha=args.alpha,
                             correction=args.correction, adjust=args.adjust, diverged=args.diverged)
     table.print_summary()
@@ -150,10 +150,10 @@ def _mediate(args: argparse.Namespace) -> int:
 
 def _effects(args: argparse.Namespace) -> int:
     _check_out(args.out)
-    from causal.load import load_runs
+    from causal.cli_fit import load_data
     from causal.totals import total_effects
 
-    res = total_effects(load_runs(args.data), levers=args.lever, outcomes=args.outcome, n_boot=args.n_boot,
+    res = total_effects(load_data(args.data), levers=args.lever, outcomes=args.outcome, n_boot=args.n_boot,
                         seed=args.seed, alpha=args.alpha, correction=args.correction, adjust=args.adjust,
                         diverged=args.diverged, by_family=not args.pooled_only)
     res.print_summary()
@@ -164,9 +164,9 @@ def _effects(args: argparse.Namespace) -> int:
 def _falsify(args: argparse.Namespace) -> int:
     _check_out(args.out)
     from causal.graph_tests import falsify
-    from causal.load import load_runs
+    from causal.cli_fit import load_data
 
-    df = load_runs(args.data)
+    df = load_data(args.data)
     res = falsify(df, test=args.test, alpha=args.alpha, correction=args.correction,
                   max_conditioning=args.max_conditioning, missing_edge_threshold=args.threshold,
                   seed=args.seed, kernel_rows=args.kernel_rows, adjust=args.adjust, diverged=args.diverged)
@@ -178,11 +178,11 @@ def _falsify(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     _check_out(args.out)
     from causal.edges import fit_edges
-    from causal.load import load_runs
+    from causal.cli_fit import load_data
     from causal.stability import bootstrap_sign_stability, check_signs, read_baseline, write_baseline
 
     if args.write_baseline:
-        df = load_runs(args.data)
+        df = load_data(args.data)
         effects = fit_edges(df, alpha=args.alpha if args.alpha is not None else 0.05,
                             adjust=args.adjust or "design", diverged=args.diverged or "exclude")
         path = write_baseline(effects, args.baseline, data=str(args.data))
@@ -191,7 +191,7 @@ def _check(args: argparse.Namespace) -> int:
               f"at alpha={effects.config.alpha}")
         return 0
     doc = read_baseline(args.baseline)  # fail on a bad baseline before the slow fit
-    df = load_runs(args.data)
+    df = load_data(args.data)
     alpha = float(doc["alpha"] if args.alpha is None else args.alpha)
     settings = doc.get("settings", {})
     # the baseline's own settings by default; explicit flags that differ are refused by check_signs

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["register", "add_adjust_diverged"]
+__all__ = ["register", "add_adjust_diverged", "load_data"]
 
 # the choices come from causal.prepare's Literals; repeated here as strings so that building the
 # parser imports no pandas (`udl --version` stays fast); a test checks that the two agree
@@ -34,6 +34,17 @@ def add_adjust_diverged(parser: argparse.ArgumentParser, *, from_baseline: bool 
         "--diverged", choices=DIVERGED_CHOICES, default=None if from_baseline else "exclude",
         help="exclude diverged runs or include them "
              + ("(default: the baseline's; 'exclude' when writing)" if from_baseline else "(default exclude)"))
+
+
+def load_data(path: str) -> "pd.DataFrame":
+    """:func:`causal.load_runs` of a command's DATA, with a note on stderr when it is an unfinished sweep."""
+    from causal.load import load_runs, unfinished_note
+
+    df = load_runs(path)
+    note = unfinished_note(path, len(df))
+    if note:
+        print(note, file=sys.stderr)
+    return df
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,11 +89,10 @@ def _fit(args: argparse.Namespace) -> int:
 
     from causal.edges import fit_edges
     from causal.errors import ConfigError
-    from causal.load import load_runs
 
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json", ".parquet"):
         raise ConfigError(f"--out {args.out!r}: use a .csv, .json or .parquet file name")
-    df = load_runs(args.data)
+    df = load_data(args.data)
     effects = fit_edges(
         df, method=args.method, adjust=args.adjust, alpha=args.alpha, correction=args.correction,
         refute=args.refute, seed=args.seed, se=args.se,

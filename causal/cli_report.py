@@ -49,13 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from causal.load import load_runs
+    from causal.cli_fit import load_data
     from causal.report import report
 
     import shlex
     import sys
 
-    df = load_runs(args.data)
+    df = load_data(args.data)
     command = "udl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     rep = report(df, baseline=args.baseline, adjust=args.adjust, alpha=args.alpha,
                  n_boot=args.n_boot, seed=args.seed, source=args.data, edge_plots=args.edge_plots,

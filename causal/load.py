@@ -189,6 +189,23 @@ def load_runs(
     return validate_runs(df, required=req, source=str(path))
 
 
+def unfinished_note(path: str | Path, n_rows: int) -> str | None:
+    """A line saying that ``path`` is a sweep directory with fewer rows on disk than its plan, or None.
+
+    Reads only the manifest ``_sweep.json`` (its ``plan`` of run indices per shard); any other path, or an
+    unreadable manifest, gives None.
+    """
+    manifest = Path(path) / "_sweep.json"
+    try:
+        planned = sum(len(shard) for shard in json.loads(manifest.read_text())["plan"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if n_rows >= planned:
+        return None
+    return (f"note: {path} is an unfinished sweep: {n_rows} of its {planned} runs are on disk and analysed "
+            f"(`udl status {path}` lists the missing shards; rerun the same `udl generate` to finish it)")
+
+
 def _check_column(s: pd.Series, name: str, dtype: Dtype, nullable: bool, source: str) -> pd.Series:
     """Validate one declared column and return it in its canonical dtype."""
     where = f"{source}: column {name!r}"

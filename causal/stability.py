@@ -88,6 +88,8 @@ BASELINE_FORMAT = "udl-sign-baseline"
 BASELINE_VERSION = 2
 #: settings a baseline records and a check must match
 SETTINGS = ("method", "adjust", "se", "correction", "diverged", "schema_version", "units")
+#: the settings of the fit itself (the others describe the table)
+_FIT_SETTINGS = ("method", "adjust", "se", "correction", "diverged")
 _EDGE_KEYS = ("treatment", "outcome", "estimate", "std_error", "p_adjusted", "sign", "significant")
 _NEEDED = ("treatment", "outcome", "estimate", "std_error", "p_adjusted")
 #: statuses that fail the check (for an edge significant in the baseline; ``shifted`` always)
@@ -283,11 +285,22 @@ def _compare_settings(doc: dict[str, Any], effects: Any, source: str) -> None:
     differ = [f"{k}: baseline {theirs[k]!r}, this fit {mine[k]!r}"
               for k in SETTINGS if k in mine and k in theirs and _setting(k, mine[k]) != _setting(k, theirs[k])]
     if differ:
+        keys = [k for k in SETTINGS if k in mine and k in theirs and _setting(k, mine[k]) != _setting(k, theirs[k])]
+        fits = [k for k in keys if k in _FIT_SETTINGS]
+        hint = []
+        if fits:
+            hint.append("refit with the baseline's settings (" + ", ".join(f"{k}={theirs[k]!r}" for k in fits)
+                        + "): `udl check` uses them unless --adjust or --diverged say otherwise; in Python pass "
+                        "them to fit_edges")
+        if "units" in keys:
+            hint.append("'units' differs because the two tables hold different task/problem families (another "
+                        "lever space or a sweep too small to hold them all): compare sweeps of the same space")
+        if "schema_version" in keys:
+            hint.append("the schema's major version differs: regenerate the sweep or the baseline with this version")
         raise BaselineError(
             f"baseline {source!r} was made with other settings, so its estimates are not comparable: "
-            + "; ".join(differ)
-            + ". Refit with the baseline's settings (e.g. fit_edges(..., adjust=...)) or write a new baseline "
-            "(`udl check DATA --baseline FILE --write-baseline`)"
+            + "; ".join(differ) + ". To compare, " + "; ".join(hint)
+            + ". Or write a new baseline (`udl check DATA --baseline FILE --write-baseline`)"
         )
 
 

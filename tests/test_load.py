@@ -124,3 +124,15 @@ def test_validate_runs_on_dataframes(table):
         validate_runs(table.assign(run_id=[None] + list(table["run_id"][1:])))
     with pytest.raises(SchemaError, match="empty"):
         validate_runs(table.iloc[:0])
+
+
+def test_an_unfinished_sweep_is_noted_from_its_manifest(tmp_path):
+    from causal.load import unfinished_note
+
+    (tmp_path / "_sweep.json").write_text(json.dumps({"plan": [[0, 1], [2, 3], [4]]}))
+    note = unfinished_note(tmp_path, 2)
+    assert note is not None and "2 of its 5 runs" in note and f"udl status {tmp_path}" in note
+    assert unfinished_note(tmp_path, 5) is None
+    assert unfinished_note(tmp_path / "shard-00000.parquet", 1) is None  # a file, no manifest
+    (tmp_path / "_sweep.json").write_text("{not json")
+    assert unfinished_note(tmp_path, 1) is None

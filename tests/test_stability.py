@@ -113,8 +113,11 @@ def test_a_baseline_made_with_other_settings_is_refused(baseline):
     # one problem only: generalization stays in raw units, which do not compare with within-family sd units
     d = sim(1)
     with pytest.raises(BaselineError, match=r"units: baseline 'within-family sd: data_noise,deployment_risk,"
-                                            r"generalization', this fit 'raw'"):
+                                            r"generalization', this fit 'raw'") as info:
         check_signs(fit_edges(d[d["problem"] == "classification"]), baseline)
+    assert "different task/problem families" in str(info.value) and "refit" not in str(info.value)
+    with pytest.raises(BaselineError, match=r"refit with the baseline's settings \(adjust='design'\)"):
+        check_signs(fit_edges(sim(1), adjust="book"), baseline)
 
 
 def test_a_baseline_of_an_older_minor_schema_still_checks(baseline_fit, baseline, tmp_path):
