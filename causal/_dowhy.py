@@ -123,6 +123,8 @@ def quiet() -> Iterator[None]:
             except ImportError:  # pandas < 3
                 pass
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"(pandas|sklearn|statsmodels)\..*")
+            # DoWhy's regression estimators print a statsmodels summary, whose normality tests warn on < 20 rows
+            warnings.filterwarnings("ignore", message=r".*(kurtosistest|skewtest).*", category=UserWarning)
             yield
     finally:
         logger.setLevel(level)
