@@ -327,7 +327,7 @@ def compare(a: Any, b: Any, *, labels: tuple[str, str] | None = None, alpha: flo
     out["explanation"] = [
         "; ".join(x for x in (
             _why(st, r),
-            "adjustment set differs" if adj else "",
+            _adjustment_diff(adj_a[k], adj_b[k]) if adj else "",
             (f"units differ: within-family sd of {units_a.get(k[:2]) or 'nothing'} in a, "
              f"of {units_b.get(k[:2]) or 'nothing'} in b (raw units otherwise)") if un else "",
         ) if x)
@@ -343,6 +343,12 @@ def compare(a: Any, b: Any, *, labels: tuple[str, str] | None = None, alpha: flo
 
 def _label(x: Any, side: _Side, default: str) -> str:
     return side.source if isinstance(x, (str, Path)) else default
+
+
+def _adjustment_diff(a: frozenset[str], b: frozenset[str]) -> str:
+    """'adjustment set differs: only in a: x, y; only in b: z' (a column constant in one table drops out)."""
+    parts = [f"only in {side}: {', '.join(sorted(cols))}" for side, cols in (("a", a - b), ("b", b - a)) if cols]
+    return "adjustment set differs (" + "; ".join(parts) + ")"
 
 
 def _adjustments(frame: pd.DataFrame) -> dict[tuple[str, str, str], frozenset[str]]:

@@ -136,3 +136,12 @@ def test_udl_compare_on_baselines(halves, altered, tmp_path):
     res = run(a, same)
     assert res.returncode == 0, res.stdout + res.stderr
     assert run(a, tmp_path / "missing.json").returncode == 2
+
+
+def test_an_edge_adjusted_for_other_columns_names_them():
+    a = _frame([("x", "gen", 1.0, 0.5), ("x", "var", 0.8, 0.1)]).assign(adjustment=["depth,task_mnist1d", "depth"])
+    b = a.assign(adjustment=["depth,problem_regression", "depth"])
+    cmp = compare(a, b)
+    row = cmp.summary.set_index("outcome").loc["gen"]
+    assert row["setting_changed"] and not cmp.summary.set_index("outcome").loc["var", "setting_changed"]
+    assert "adjustment set differs (only in a: task_mnist1d; only in b: problem_regression)" in row["explanation"]
