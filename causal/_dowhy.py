@@ -388,6 +388,8 @@ def estimate_linear(
     fit = ols(frame[o].to_numpy(), frame[[t, *adjustment]].to_numpy(), se=se, alpha=alpha)
     b, std_error, lo, hi, p_value = (float(fit.params[0]), float(fit.std_error[0]), float(fit.ci_low[0]),
                                      float(fit.ci_high[0]), float(fit.p_value[0]))
+    if not np.isfinite(b):  # the core finds the treatment collinear with the adjustment set: not identified
+        return Estimate(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), len(frame))
     if not np.isclose(b, value, rtol=1e-6, atol=1e-8):  # same design, same OLS
         raise RuntimeError(f"DoWhy ({value}) and the regression core ({b}) disagree on {t} → {o}")
     return Estimate(value, std_error, lo, hi, p_value, len(frame))

@@ -122,9 +122,12 @@ def ols(y: np.ndarray, X: np.ndarray, *, se: str = DEFAULT_SE, alpha: float = 0.
         fit = sm.OLS(y, A).fit(cov_type=_COV[se])
         params = fit.params[1:] / scale
         bse = np.asarray(fit.bse)[1:] / scale
-    rank = int(fit.model.rank)  # from the fit's own SVD
+    sv = fit.model.wexog_singular_values
+    tol = sv.max() * A.shape[1] * np.finfo(float).eps  # the tolerance of statsmodels' own rank
+    rank = int((sv > tol).sum())
     if rank < p + 1:
-        lost = _unidentified(A, rank)
+        # the pseudo-inverse's slopes and errors are right for the identified columns; the others are NaN
+        lost = _unidentified(A, rank, tol)
         params, bse = np.where(lost, np.nan, params), np.where(lost, np.nan, bse)
     if se == "hc3":
         leverage = ((A @ fit.normalized_cov_params) * A).sum(axis=1)  # diag of A (A'A)^+ A'
@@ -138,7 +141,7 @@ def ols(y: np.ndarray, X: np.ndarray, *, se: str = DEFAULT_SE, alpha: float = 0.
     return OLSFit(params, bse, params - tcrit * bse, params + tcrit * bse, pv, n, dof, se)
 
 
-def _unidentified(A: np.ndarray, rank: int) -> np.ndarray:
+def _unidentified(A: np.ndarray, rank: int, tol: float) -> np.ndarray:
     """Slopes (columns of ``A`` after the intercept) that a rank-deficient design does not identify.
 
     A column is identified when dropping it lowers the rank (it is not a
@@ -147,7 +150,7 @@ def _unidentified(A: np.ndarray, rank: int) -> np.ndarray:
     would pass for an estimate); identified slopes and their errors are the
     same whatever the unidentified columns are.
     """
-    return np.array([np.linalg.matrix_rank(np.delete(A, j, axis=1)) == rank for j in range(1, A.shape[1])])
+    return np.array([np.linalg.matrix_rank(np.delete(A, j, axis=1), tol=tol) == rank for j in range(1, A.shape[1])])
 
 
 def _without_leverage_one(y, X, h, params, se, alpha) -> OLSFit | None:
@@ -177,7 +180,8 @@ def _without_leverage_one(y, X, h, params, se, alpha) -> OLSFit | None:
     bse, lo, hi, pv = (np.full(p, np.nan) for _ in range(4))
     bse[cols], lo[cols], hi[cols], pv[cols] = sub.std_error, sub.ci_low, sub.ci_high, sub.p_value
     out_params = params.copy()
-    out_params[cols] = np.where(np.isfinite(params[cols]), sub.params, np.nan)
+    # a slope the other rows leave unidentified (NaN there) keeps the full fit's value, with no error
+    out_params[cols] = np.where(np.isfinite(sub.params), sub.params, params[cols])
     return OLSFit(out_params, bse, lo, hi, pv, sub.n, sub.dof, se)
 
 

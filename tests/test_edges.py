@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -13,6 +14,7 @@ from causal.edges import EdgeEffects, fit_edges, plot_forest, verdict
 from causal.simulate import simulate_linear_scm
 
 SEEDS = (11, 12, 13, 14, 15)
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 # edge 14 made to contradict the book (+ instead of -), edge 23 made null
 OVERRIDES = {("residual", "sharpness"): 0.8, 23: 0.0}
 
@@ -133,6 +135,14 @@ def test_moderation_of_edge_2_by_regime():
     assert list(mod["expected_sign"]) == ["+", "-", "-"]
     no_regime = fit_edges(sim.data.drop(columns=["overparam", "overparameterized"]))
     assert no_regime.moderation.empty
+    assert fit_edges(sim.data).moderation_skipped == {}
+    # almost every run over-parameterized: the under regime is not estimated, and the summary says why
+    d = sim.data
+    under = d.index[d["overparameterized"] == 0]
+    few = fit_edges(d.drop(index=under[3:]))
+    assert "under" not in set(few.moderation["regime"]) and "under" in few.moderation_skipped
+    assert "under-parameterized regime not estimated: 3 under-parameterized runs" in few.summary_text()
+    assert len(few.skipped) == len(fit_edges(d).skipped)  # not counted among the column edges
 
 
 def test_dml_recovers_effects_and_is_reproducible():
@@ -307,6 +317,22 @@ def test_hc3_with_a_leverage_one_row_uses_the_other_rows_and_no_spurious_error()
         n_inf += not np.isfinite(raw).all()
         n_spurious += bool(np.isfinite(raw[3]))
     assert n_inf > 0 and n_spurious > 0, (n_inf, n_spurious)  # both failure modes occur among these draws
+
+
+def test_a_treatment_that_only_a_leverage_one_run_separates_keeps_its_estimate_without_an_error():
+    """Every transfer run pretrained but one: `pretrained` is told apart from the task only by that run,
+    whose leverage is 1. The estimate is DoWhy's; the error is undefined, so the edge has no finite CI and
+    the summary says why (the fit used to stop on DoWhy and the core disagreeing)."""
+    import causal
+
+    d = causal.load_runs(REFERENCE)
+    transfer = d["task"] == "transfer"
+    d["pretrained"] = transfer.astype(d["pretrained"].dtype)
+    d.loc[d.index[transfer & d["variance"].notna() & (d["diverged"] == 0)][0], "pretrained"] = 0
+    fx = fit_edges(d)
+    row = fx.effect("pretrained", "variance")
+    assert np.isfinite(row["estimate"]) and np.isnan(row["std_error"]) and row["verdict"] == "inconclusive"
+    assert "No finite CI: 22 (pretrained -> variance" in fx.summary_text()
 
 
 def test_an_edge_without_a_finite_ci_is_explained_in_the_summary(fits):
