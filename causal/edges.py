@@ -167,6 +167,8 @@ class EdgeEffects(Result):
         Diverged rows excluded before fitting (``config.diverged``).
     notes : dict
         Levers left out of the design and why (absent, constant).
+    moderation_skipped : dict
+        Regimes of ``moderation`` not estimated (``'under'``/``'over'``) and why.
     units : DataFrame
         Columns whose units differ by problem, z-scored within each
         task × problem family before fitting (:mod:`causal.units`): one row
@@ -191,6 +193,7 @@ class EdgeEffects(Result):
     n_diverged: int = 0
     notes: dict = field(default_factory=dict)
     units: pd.DataFrame = field(default_factory=pd.DataFrame)
+    moderation_skipped: dict = field(default_factory=dict)
     by: str | None = None
     strata: pd.DataFrame | None = None
     heterogeneity: pd.DataFrame | None = None
@@ -231,6 +234,7 @@ class EdgeEffects(Result):
         out = super().to_dict()
         out["config"] = json_safe(asdict(self.config))
         out["n_rows"], out["n_diverged"], out["notes"] = self.n_rows, self.n_diverged, json_safe(self.notes)
+        out["moderation_skipped"] = dict(self.moderation_skipped)
         out["units"] = json_safe(self.units.to_dict("records"))
         if self.by is not None:
             out["by"] = self.by
@@ -251,6 +255,8 @@ class EdgeEffects(Result):
             cols = ["regime", "estimate", "ci_low", "ci_high", "p_adjusted", "n", "expected_sign", "verdict"]
             text += "\n\nEdge 2 by overparameterization regime (edge 3)\n"
             text += format_table(self.moderation[cols], decimals=decimals)
+        for regime, reason in self.moderation_skipped.items():
+            text += f"\nedge 2, {regime}-parameterized regime not estimated: {reason}"
         text += self._unbounded_note()
         if len(self.skipped):
             text += "\n\nSkipped edges\n" + format_table(self.skipped[["number", "treatment", "outcome", "reason"]])
@@ -539,12 +545,14 @@ def fit_edges(
 
     summary = _finish(pd.DataFrame(rows), config)
     with _dowhy.single_threaded():
+        moderation_skipped: dict[str, str] = {}
         moderation = _moderation(data.assign(**{c: numeric[c] for c in numeric.columns if c not in data.columns}),
-                                 graph, gid, summary, config, skipped)
+                                 graph, gid, summary, config, moderation_skipped)
     return EdgeEffects(
         summary=summary,
         skipped=pd.DataFrame(skipped, columns=_SKIP_COLUMNS),
         moderation=moderation,
+        moderation_skipped=moderation_skipped,
         config=config,
         graph=graph,
         n_rows=prep.n_input,
@@ -590,10 +598,10 @@ def _finish(summary: pd.DataFrame, config: FitConfig) -> pd.DataFrame:
 
 def _moderation(
     data: pd.DataFrame, graph: CausalGraph, gid: nx.DiGraph, summary: pd.DataFrame, config: FitConfig,
-    skipped: list[dict[str, Any]] | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Edge 2 per regime and with the capacity × overparameterized interaction; a regime that cannot be
-    estimated is appended to ``skipped`` with the reason."""
+    estimated goes into ``skipped`` (regime -> reason)."""
     cols = ["regime", "treatment", "outcome", "estimate", "std_error", "ci_low", "ci_high", "p_value",
             "p_adjusted", "n", "expected_sign", "verdict"]
     try:
@@ -618,11 +626,9 @@ def _moderation(
         adj = _independent(part, "capacity", [c for c in adjustment if part[c].nunique() > 1])[0]
         if len(part) < len(adj) + 5 or part["capacity"].nunique() < 2:
             if skipped is not None:
-                skipped.append({"number": 2, "edge": f"capacity→variance ({name}-parameterized runs)",
-                                "treatment": "capacity", "outcome": f"variance ({name})",
-                                "reason": f"{len(part)} {name}-parameterized runs: too few for the "
-                                          f"{len(adj)} adjustment columns" if part["capacity"].nunique() >= 2
-                                          else f"capacity does not vary in the {len(part)} {name}-parameterized runs"})
+                skipped[name] = (f"{len(part)} {name}-parameterized runs: too few for the {len(adj)} adjustment "
+                                 "columns" if part["capacity"].nunique() >= 2
+                                 else f"capacity does not vary in the {len(part)} {name}-parameterized runs")
             continue
         fit = ols(part["variance"].to_numpy(), part[["capacity", *adj]].to_numpy(), se=se, alpha=config.alpha)
         out.append({"regime": name, "estimate": fit.params[0], "std_error": fit.std_error[0],
