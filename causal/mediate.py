@@ -471,8 +471,11 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
         frame = prep.numeric[cols].dropna()
         frame = frame[frame.index.isin(tot.rows)]  # the SEM's rows are a subset of the totals' resampled rows
         if len(frame) < len(cols) + 3:
-            skipped.update({" -> ".join(p): f"only {len(frame)} rows have every column the paths to {target!r} "
-                            f"need ({', '.join(cols)}); drop rows or columns with missing values" for p in mine})
+            why = (f"only {len(frame)} rows have every column the paths to {target!r} need ({', '.join(cols)}); "
+                   "drop rows or columns with missing values")
+            if not lenient:
+                raise SchemaError(why)
+            skipped.update({" -> ".join(p): why for p in mine})
             continue
         frame = frame.loc[:, [c for c in cols if frame[c].nunique() > 1 or c in equations]]
         # as in fit_edges: a mediator parent's coefficient also adjusts for every raw lever (interventions
@@ -491,8 +494,11 @@ def _run_paths(df: pd.DataFrame, paths: Sequence[tuple[str, ...]], graph: Causal
                 regressions[v] = [(base, base)]
         widest = max(len(c) for regs in regressions.values() for c, _ in regs)
         if len(frame) < MIN_ROWS_PER_REGRESSOR * (1 + widest):  # else near-singular resamples set the CIs
-            skipped.update({" -> ".join(p): f"{len(frame)} rows for regressions of up to {1 + widest} regressors, "
-                            f"fewer than {MIN_ROWS_PER_REGRESSOR} per regressor: generate more runs" for p in mine})
+            why = (f"{len(frame)} rows for regressions of up to {1 + widest} regressors, fewer than "
+                   f"{MIN_ROWS_PER_REGRESSOR} per regressor: generate more runs")
+            if not lenient:
+                raise SchemaError(f"paths to {target!r}: {why}")
+            skipped.update({" -> ".join(p): why for p in mine})
             continue
         totals = {(src, target): (tot.estimate[src], tot.draws[src]) for src in tot.estimate}
         sem = LinearSEM.fit(frame, regressions, n_boot=n_boot, seed=seed, totals=totals,

@@ -236,3 +236,20 @@ def test_an_effect_that_is_zero_by_the_graph_has_p_1_and_a_ci_holding_0():
     assert st["p_value"][0] == 1.0 and st["ci_low"][0] <= 0.0 <= st["ci_high"][0]
     assert st["p_value"][1] < 0.05 and st["ci_low"][1] > 0.0  # a real effect is untouched
     assert st["ci_high"][1] - st["ci_low"][1] == pytest.approx(2 * 1.959964 * st["std_error"][1])
+
+
+def test_too_few_rows_skip_default_paths_with_the_reason_but_refuse_named_ones():
+    """Below 3 rows per regressor the bootstrap CIs come from near-singular resamples: the default paths
+    are listed as skipped (a report still renders), a path the user named is an error."""
+    from causal.simulate_sweep import simulate_sweep
+
+    small = simulate_sweep(60, seed=2).data
+    table = mediation_paths(small, n_boot=50)
+    assert table.summary.empty and table.skipped
+    assert all("per regressor" in r or "rows" in r for r in table.skipped.values())
+    assert "Skipped paths" in table.summary_text()
+    named = next(iter(table.skipped))
+    with pytest.raises(SchemaError, match="per regressor|rows"):
+        mediation_paths(small, [named], n_boot=50)
+    with pytest.raises(SchemaError, match="per regressor|rows"):
+        mediation(small, named, n_boot=50)
