@@ -328,6 +328,10 @@ class RayBackend:
     max_task_retries : int
         Ray's own retries of a task whose worker process died (errors raised by
         training are retried by ``run_shard`` and recorded instead).
+    wait_for_resources : bool
+        Queue shards that no live node can run yet (an autoscaling cluster that
+        will add such nodes). False (default): refuse them with a ConfigError,
+        since Ray would otherwise wait for them forever.
     """
 
     address: str | None = None
@@ -335,6 +339,7 @@ class RayBackend:
     cpus_per_shard: float = 1.0
     num_cpus: int | None = None
     max_task_retries: int = 2
+    wait_for_resources: bool = False
 
     def __post_init__(self) -> None:
         _need(isinstance(self.gpus_per_shard, (int, float)) and not isinstance(self.gpus_per_shard, bool)
@@ -348,17 +353,22 @@ class RayBackend:
               "None with an address (a running cluster has its own CPUs)", self.num_cpus)
         _need(_is_int(self.max_task_retries) and self.max_task_retries >= 0, "max_task_retries", "an integer >= 0",
               self.max_task_retries)
+        _need(isinstance(self.wait_for_resources, bool), "wait_for_resources", "True or False",
+              self.wait_for_resources)
 
-    def _check_feasible(self, resources: dict) -> None:
-        """Refuse shard tasks that no node of the cluster can run (Ray would wait for them forever)."""
+    def _check_feasible(self, nodes: list[dict]) -> None:
+        """Refuse shard tasks that no live node of the cluster can run (Ray would wait for them forever)."""
+        if self.wait_for_resources:
+            return
         for key, need, option in (("GPU", self.gpus_per_shard, "gpus_per_shard"),
                                   ("CPU", self.cpus_per_shard, "cpus_per_shard")):
-            have = float(resources.get(key, 0.0))
-            if need > have:
+            best = max((float(n.get("Resources", {}).get(key, 0.0)) for n in nodes if n.get("Alive")), default=0.0)
+            if need > best:
                 raise ConfigError(
-                    f"{option}={need:g} but the Ray cluster has {have:g} {key}(s) in all, so no shard could ever "
-                    f"start; lower --{option.replace('_', '-')} (0 trains on the CPU) or connect to a cluster with "
-                    f"{key}s (an autoscaling cluster: start such a node first)")
+                    f"{option}={need:g} but no node of the Ray cluster has that many {key}s (the most on one node: "
+                    f"{best:g}), so no shard could ever start; lower --{option.replace('_', '-')} (0 GPUs trains "
+                    f"on the CPU) or connect to a cluster with such nodes (an autoscaling cluster that will add "
+                    f"them: RayBackend(wait_for_resources=True))")
 
     def run(self, jobs: Sequence["ShardJob"], retries: int, on_done: OnDone) -> bool:
         try:
@@ -374,7 +384,7 @@ class RayBackend:
                      configure_logging=False, log_to_driver=False)
             started = True
         try:
-            self._check_feasible(ray.cluster_resources())
+            self._check_feasible(ray.nodes())
             remote = ray.remote(num_cpus=self.cpus_per_shard, num_gpus=self.gpus_per_shard,
                                 max_retries=self.max_task_retries)(_ray_run_shard)
             pending = {remote.remote(job, retries): job for job in jobs}

@@ -94,7 +94,7 @@ def test_ray_backend_retries_and_records_a_failing_shard(tmp_path, ray_cluster):
 def test_ray_backend_refuses_gpus_the_cluster_does_not_have(tmp_path, ray_cluster):
     """Ray would wait forever for a task no node can run: asking for a GPU share on a CPU cluster is an error
     that names the option, before any shard is queued."""
-    with pytest.raises(ConfigError, match=r"gpus_per_shard=0.25 but the Ray cluster has 0 GPU"):
+    with pytest.raises(ConfigError, match=r"gpus_per_shard=0.25 but no node of the Ray cluster has that many GPUs"):
         generate(out=tmp_path / "s", backend=RayBackend(gpus_per_shard=0.25), **SWEEP)
     assert storage.finished_shards(tmp_path / "s") == set()
     assert ray_cluster.is_initialized()
