@@ -246,7 +246,8 @@ def _test_node(values: np.ndarray, col: dict[str, int], x: str, ys: list[str], g
         if test == "fisher_z":
             R = _residualize(S, M)
             r, p = _fisher_z(R, len(given))
-            p = np.where(_determined(M, R)[1:] | _determined(M, R)[0], np.nan, p)
+            fixed = _determined(M, R)
+            p = np.where(fixed[1:] | fixed[0], np.nan, p)
             rows += [_row(x, y, given, n, r[j], r[j], p[j]) for j, y in enumerate(group)]
         else:
             take = rng.choice(n, size=min(n, kernel_rows), replace=False) if n > kernel_rows else np.arange(n)

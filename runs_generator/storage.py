@@ -113,12 +113,16 @@ def _temp_name(path: Path) -> Path:
 
 
 def fsync_path(path: Path) -> None:
-    """Flush ``path`` (a file or a directory) to the disk; a filesystem that cannot fsync a directory is let be."""
-    fd = os.open(path, os.O_RDONLY)
+    """Flush ``path`` (a file or a directory) to the disk; a filesystem that cannot fsync a directory is let be
+    (as is Windows, where a directory cannot be opened)."""
+    is_dir = Path(path).is_dir()
+    if is_dir and os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY if is_dir else os.O_RDWR)  # Windows flushes only a writable descriptor
     try:
         os.fsync(fd)
     except OSError:
-        if not Path(path).is_dir():
+        if not is_dir:
             raise
     finally:
         os.close(fd)
