@@ -418,7 +418,8 @@ def total_effects(runs: pd.DataFrame, *, levers: Iterable[str] | None = None, ou
         As for :func:`causal.fit_edges`.
     by_family : bool
         Also estimate within each ``task/problem`` family with at least 30
-        rows, in that family's raw units; an effect whose family has fewer than
+        rows, in that family's raw units (a smaller family is listed in
+        ``skipped``). An effect, pooled or in a family, with fewer than
         :data:`MIN_ROWS_PER_REGRESSOR` rows per regressor is listed in
         ``skipped`` instead (its bootstrap CI would be set by near-singular
         resamples).
